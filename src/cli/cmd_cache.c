@@ -1,0 +1,168 @@
+/* agentnet cache stats|purge: inspect or empty the caches of a data directory. */
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agentnet/cache.h"
+#include "agentnet/event.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+
+typedef struct {
+    const char *data_dir;
+    const char *namespace_;
+    const char *cache;
+    int json;
+} cache_settings_t;
+
+static const opt_t cache_options[] = {
+    {"--data-dir", "AGENTNET_DATA_DIR", OPT_STRING, offsetof(cache_settings_t, data_dir), "DIR",
+     "data directory of the server (default ./var/agentnet)"},
+    {"--namespace", NULL, OPT_STRING, offsetof(cache_settings_t, namespace_), "NAME",
+     "purge: only entries stored under this X-AgentNet-Cache-Namespace (default all)"},
+    {"--cache", NULL, OPT_STRING, offsetof(cache_settings_t, cache), "responses|embeddings|all",
+     "which cache (default all)"},
+    {"--json", NULL, OPT_FLAG, offsetof(cache_settings_t, json), "",
+     "stats: print one JSON object instead of a table"},
+};
+
+#define CACHE_OPTION_COUNT (sizeof(cache_options) / sizeof(cache_options[0]))
+
+static const char *const cache_names[] = {"responses", "embeddings"};
+
+static int open_cache(const cache_settings_t *s, const char *name, an_cache_t **out)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/cache/%s", s->data_dir, name);
+    FILE *probe = NULL;
+    char data_file[4200];
+    snprintf(data_file, sizeof(data_file), "%s/data.mdb", path);
+    probe = fopen(data_file, "rb");
+    if (!probe) {
+        fprintf(stderr, "agentnet cache: no %s cache in \"%s\"; pass the --data-dir that "
+                "agentnet serve uses\n", name, s->data_dir);
+        return -1;
+    }
+    fclose(probe);
+
+    an_cache_options_t o = an_cache_options_default();
+    o.backend = AN_CACHE_LMDB;
+    o.name = name;
+    o.path = path;
+    o.max_bytes = 1024ull * 1024 * 1024; /* the server's default; see an_cache_open */
+    char err[512] = "";
+    int rc = an_cache_open(&o, out, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "agentnet cache: %s\n", err[0] ? err : an_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int run_stats(const cache_settings_t *s)
+{
+    int printed = 0, failed = 0;
+    if (s->json)
+        printf("{");
+    else
+        printf("%-11s %10s %12s %10s %10s %10s %10s %11s\n", "cache", "entries", "bytes", "hits",
+               "misses", "stores", "evictions", "expirations");
+    for (size_t i = 0; i < 2; i++) {
+        if (strcmp(s->cache, "all") != 0 && strcmp(s->cache, cache_names[i]) != 0)
+            continue;
+        an_cache_t *cache;
+        if (open_cache(s, cache_names[i], &cache) != 0) {
+            failed = 1;
+            continue;
+        }
+        an_cache_stats_t st;
+        an_cache_stats(cache, &st);
+        an_cache_close(cache);
+        if (s->json)
+            printf("%s\"%s\":{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"hits\":%" PRIu64
+                   ",\"misses\":%" PRIu64 ",\"stores\":%" PRIu64 ",\"evictions\":%" PRIu64
+                   ",\"expirations\":%" PRIu64 "}",
+                   printed ? "," : "", cache_names[i], st.entries, st.bytes, st.hits, st.misses,
+                   st.stores, st.evictions, st.expirations);
+        else
+            printf("%-11s %10" PRIu64 " %12" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64
+                   " %10" PRIu64 " %11" PRIu64 "\n",
+                   cache_names[i], st.entries, st.bytes, st.hits, st.misses, st.stores,
+                   st.evictions, st.expirations);
+        printed++;
+    }
+    if (s->json)
+        printf("}\n");
+    return failed ? 1 : 0;
+}
+
+static int run_purge(const cache_settings_t *s)
+{
+    int failed = 0;
+    an_event_sink_t *sink = NULL;
+    if (an_event_sink_open_jsonl(s->data_dir, &sink) == 0)
+        an_event_set_sink(sink);
+
+    for (size_t i = 0; i < 2; i++) {
+        if (strcmp(s->cache, "all") != 0 && strcmp(s->cache, cache_names[i]) != 0)
+            continue;
+        an_cache_t *cache;
+        if (open_cache(s, cache_names[i], &cache) != 0) {
+            failed = 1;
+            continue;
+        }
+        uint64_t removed = 0;
+        int rc = an_cache_purge(cache, s->namespace_, &removed);
+        an_cache_close(cache);
+        if (rc != 0) {
+            fprintf(stderr, "agentnet cache purge: %s failed: %s\n", cache_names[i],
+                    an_strerror(rc));
+            failed = 1;
+            continue;
+        }
+        printf("%s: removed %" PRIu64 " entries%s%s\n", cache_names[i], removed,
+               s->namespace_ ? " in namespace " : "", s->namespace_ ? s->namespace_ : "");
+
+        char detail[256];
+        snprintf(detail, sizeof(detail), "{\"cache\":\"%s\",\"removed\":%" PRIu64 "}",
+                 cache_names[i], removed);
+        an_event_emit("cache", "purge", "ok", detail);
+    }
+    if (sink) {
+        an_event_set_sink(NULL);
+        sink->close(sink);
+    }
+    return failed ? 1 : 0;
+}
+
+int cli_cache(int argc, char **argv)
+{
+    const char *action = argc > 0 ? argv[0] : NULL;
+    cache_settings_t s = {.data_dir = "./var/agentnet", .cache = "all"};
+    int rc = action && action[0] != '-'
+                 ? opt_parse("cache", cache_options, CACHE_OPTION_COUNT, &s, argc - 1, argv + 1,
+                             (size_t)-1)
+                 : 1;
+    if (rc == 1) {
+        opt_print_help("cache stats|purge",
+                       "Prints the statistics of, or removes entries from, the LMDB caches of a "
+                       "data directory. Safe while agentnet serve uses it.",
+                       cache_options, CACHE_OPTION_COUNT);
+        return action ? 0 : 2;
+    }
+    if (rc != 0)
+        return 2;
+    if (strcmp(s.cache, "all") != 0 && strcmp(s.cache, "responses") != 0 &&
+        strcmp(s.cache, "embeddings") != 0) {
+        fprintf(stderr, "agentnet cache: --cache \"%s\" is invalid; use responses, embeddings or "
+                "all\n", s.cache);
+        return 2;
+    }
+    if (strcmp(action, "stats") == 0)
+        return run_stats(&s);
+    if (strcmp(action, "purge") == 0)
+        return run_purge(&s);
+    fprintf(stderr, "agentnet cache: unknown action \"%s\"; use stats or purge\n", action);
+    return 2;
+}

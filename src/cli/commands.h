@@ -1,0 +1,8 @@
+/* Entry points of the subcommands; each returns the process exit status. */
+#ifndef AGENTNET_CLI_COMMANDS_H
+#define AGENTNET_CLI_COMMANDS_H
+
+int cli_serve(int argc, char **argv);
+int cli_cache(int argc, char **argv);
+
+#endif

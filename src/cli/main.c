@@ -1,0 +1,44 @@
+/* The agentnet command: dispatches to its subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "agentnet/common.h"
+#include "cli/commands.h"
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: agentnet COMMAND [OPTIONS]\n\n"
+            "Commands:\n"
+            "  serve          run the OpenAI-compatible caching gateway\n"
+            "  cache stats    print cache statistics of a data directory\n"
+            "  cache purge    remove cached entries from a data directory\n\n"
+            "Options:\n"
+            "  --version      print the version\n"
+            "  -h, --help     show this help; COMMAND --help shows a command's options\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "--version") == 0 || strcmp(command, "version") == 0) {
+        printf("agentnet %s\n", AN_VERSION);
+        return 0;
+    }
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 ||
+        strcmp(command, "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(command, "serve") == 0)
+        return cli_serve(argc - 2, argv + 2);
+    if (strcmp(command, "cache") == 0)
+        return cli_cache(argc - 2, argv + 2);
+
+    fprintf(stderr, "agentnet: unknown command \"%s\"; run agentnet --help\n", command);
+    return 2;
+}
