@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,17 @@
 #include "agentnet/log.h"
 #include "server/server_internal.h"
 
-/* How often the housekeeping thread flushes logs and cache access records. */
+/* How often the housekeeping thread flushes logs and cache records and cuts slow clients. */
 #define HOUSEKEEPING_INTERVAL_MS 1000
+
+/*
+ * Limits on a request's head. libmicrohttpd answers past its per-connection
+ * memory with a bare HTML error, so the memory is set well above these and
+ * the limits are checked here, where the error can take the OpenAI shape.
+ */
+#define MAX_URL_BYTES (8 * 1024)
+#define MAX_HEADER_BYTES (32 * 1024)
+#define CONNECTION_MEMORY_BYTES (160 * 1024)
 
 an_server_options_t an_server_options_default(void)
 {
@@ -136,6 +146,14 @@ static enum MHD_Result dispatch(an_req_t *req)
     }
 }
 
+/* Adds the size of one header or query argument to the total at cls. */
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
 /* The first call for a request: route lookup, method and header checks. */
 static enum MHD_Result begin_request(an_server_t *server, struct MHD_Connection *connection,
                                      const char *url, const char *method, void **con_cls)
@@ -144,6 +162,22 @@ static enum MHD_Result begin_request(an_server_t *server, struct MHD_Connection 
     if (!req)
         return MHD_NO;
     *con_cls = req;
+
+    size_t url_bytes = strlen(url);
+    MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, add_header_size, &url_bytes);
+    if (url_bytes > MAX_URL_BYTES)
+        return an_respond_json_error(req, 414, "invalid_request_error", NULL, "uri_too_long",
+                                     "request URL of about %zu bytes is over the limit of %d "
+                                     "bytes; move data into the body",
+                                     url_bytes, MAX_URL_BYTES);
+    size_t header_bytes = 0;
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, add_header_size, &header_bytes);
+    if (header_bytes > MAX_HEADER_BYTES)
+        return an_respond_json_error(req, 431, "invalid_request_error", NULL,
+                                     "request_header_fields_too_large",
+                                     "request headers of %zu bytes are over the limit of %d "
+                                     "bytes; send fewer or shorter headers",
+                                     header_bytes, MAX_HEADER_BYTES);
 
     int index = route_index(url);
     if (index < 0)
@@ -203,6 +237,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
                                      "request body is over the limit of %llu bytes; send less, "
                                      "or raise --max-body-bytes",
                                      (unsigned long long)server->opts.max_body_bytes);
+    if (req->state != AN_REQ_WAITING)
+        an_conn_request_received(connection);
     return dispatch(req);
 }
 
@@ -231,6 +267,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         return;
     *con_cls = NULL;
 
+    an_conn_request_done(connection);
     uint64_t duration_ns = an_mono_ns() - req->started_ns;
     unsigned status = req->status ? req->status : 499; /* 499: the client went away */
     if (code != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status == 0)
@@ -362,6 +399,13 @@ static void *housekeeping_main(void *arg)
         pthread_cond_timedwait(&h->wake, &h->lock, &deadline);
         pthread_mutex_unlock(&h->lock);
 
+        unsigned cut = an_conn_cut_slow(&h->server->connections);
+        if (cut) {
+            char count[16];
+            snprintf(count, sizeof(count), "%u", cut);
+            an_log(AN_LOG_WARN, "closed connections that did not send a whole request within "
+                   "the client timeout", "connections", count, (const char *)NULL);
+        }
         an_log_flush();
         for (int c = 0; c < AN_CACHE_COUNT; c++)
             an_cache_flush(h->server->caches[c]);
@@ -370,6 +414,17 @@ static void *housekeeping_main(void *arg)
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
+}
+
+/* Routes libmicrohttpd's own messages (mostly closed client sockets) to the debug log. */
+static void log_mhd_message(void *cls, const char *fmt, va_list ap)
+{
+    if (!an_log_enabled(AN_LOG_DEBUG))
+        return;
+    char message[512];
+    vsnprintf(message, sizeof(message), fmt, ap);
+    message[strcspn(message, "\n")] = '\0';
+    an_log(AN_LOG_DEBUG, "libmicrohttpd", "detail", message, (const char *)NULL);
 }
 
 static void raise_open_file_limit(void)
@@ -413,6 +468,9 @@ static struct MHD_Daemon *start_daemon(an_server_t *server, const struct sockadd
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, server,
+        MHD_OPTION_NOTIFY_CONNECTION, an_conn_notify, &server->connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_BYTES,
         MHD_OPTION_END);
 }
 
@@ -477,6 +535,7 @@ int an_server_run(const an_server_options_t *opts)
     raise_open_file_limit();
     make_id_prefix(server);
     an_inflight_init(&server->inflight);
+    an_conn_table_init(&server->connections, opts->client_timeout_s);
     an_log_set_buffered(1);
 
     rc = open_caches(server);

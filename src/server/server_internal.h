@@ -12,6 +12,7 @@
 
 #include "agentnet/cache.h"
 #include "agentnet/server.h"
+#include "server/connections.h"
 #include "server/metrics.h"
 #include "server/upstream.h"
 
@@ -31,6 +32,7 @@ typedef struct an_server {
     an_upstream_t *upstream;
     an_metrics_t metrics;
     an_inflight_t inflight;
+    an_conn_table_t connections;
     char id_prefix[9];              /* random per process, starts every request id */
     atomic_uint_fast64_t request_seq;
     atomic_int active_requests;     /* requests begun and not yet completed */
