@@ -59,7 +59,7 @@ typedef struct {
     int64_t created_ms;      /* when stored, Unix epoch ms */
     int64_t expires_ms;      /* when it stops being served; 0 = never */
     int64_t last_access_ms;  /* last hit or store */
-    uint64_t hits;           /* lookups that returned it */
+    uint64_t hits;           /* lookups that returned it; lmdb: those flushed, plus this one */
     uint64_t size;           /* value bytes */
     char content_type[AN_CACHE_MAX_CONTENT_TYPE];
     char namespace_[AN_CACHE_MAX_NAMESPACE];
@@ -135,6 +135,10 @@ int an_cache_flush(an_cache_t *cache);
  *   "agentnet-cache-v1" NUL route NUL namespace NUL tenant NUL
  *   sha256(Authorization header) or "" NUL canonical JSON body
  *
+ * where a NULL route, namespace or tenant is "", and the Authorization
+ * digest is written as 64 lowercase hex digits ("" when the header is NULL
+ * or empty).
+ *
  * The canonical body is the JSON with object keys sorted by byte order,
  * no insignificant whitespace, and integral floats written as integers
  * (1.0 as 1), so the same request in another key order or spacing gives
@@ -170,8 +174,10 @@ int an_cache_key_request(const an_cache_key_scope_t *scope, const json_t *body,
 
 /*
  * Writes the canonical JSON of value (keys sorted, compact, integral floats
- * as integers) to out, leaving out top-level ignored fields when
- * skip_ignored is non-zero and value is an object.
+ * as integers) to out, replacing its contents, and leaves out top-level
+ * ignored fields when skip_ignored is non-zero and value is an object.
+ * Other reals are written in the shortest form that reads back as the same
+ * double, and strings escape only '"', '\\' and control characters.
  */
 int an_cache_canonical_json(const json_t *value, int skip_ignored, an_buf_t *out);
 

@@ -1,0 +1,713 @@
+/*
+ * The lmdb cache backend: persistence across close and kill -9, LRU eviction
+ * within both bounds, hits applied at flush, TTLs on a test clock, counters
+ * shared between processes, purge by namespace and concurrent use.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "agentnet/cache.h"
+#include "agentnet/log.h"
+#include "cache/cache_internal.h"
+
+typedef struct {
+    int64_t now_ms;
+} test_clock_t;
+
+/* Per-test state: a fresh directory under /tmp, removed afterwards. */
+typedef struct {
+    char dir[64];
+} fixture_t;
+
+
+static int64_t read_test_clock(void *ctx)
+{
+    return ((test_clock_t *)ctx)->now_ms;
+}
+
+
+static int remove_path(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+
+static int setup_dir(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/agentnet-cache-test-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+
+static int teardown_dir(void **state)
+{
+    fixture_t *f = *state;
+    nftw(f->dir, remove_path, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+
+static an_cache_key_t key_n(int i)
+{
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%d", i);
+    an_cache_key_t key;
+    unsigned int out_len = 0;
+    EVP_Digest(text, (size_t)len, key.bytes, &out_len, EVP_sha256(), NULL);
+    return key;
+}
+
+
+static an_cache_options_t lmdb_options(const char *dir, uint64_t max_entries, uint64_t max_bytes,
+                                       uint64_t ttl_s)
+{
+    an_cache_options_t opts = an_cache_options_default();
+    opts.backend = AN_CACHE_LMDB;
+    opts.name = "test";
+    opts.path = dir;
+    opts.max_entries = max_entries;
+    opts.max_bytes = max_bytes;
+    opts.default_ttl_s = ttl_s;
+    return opts;
+}
+
+
+static an_cache_t *open_lmdb(const char *dir, uint64_t max_entries, uint64_t max_bytes,
+                             uint64_t ttl_s, test_clock_t *clock)
+{
+    an_cache_options_t opts = lmdb_options(dir, max_entries, max_bytes, ttl_s);
+    an_cache_t *cache = NULL;
+    char err[512] = "";
+    int rc = an_cache_open(&opts, &cache, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("an_cache_open(%s) failed: %s", dir, err);
+    if (clock)
+        an__cache_set_clock(cache, read_test_clock, clock);
+    return cache;
+}
+
+
+static int put_text(an_cache_t *cache, int i, const char *text, const char *namespace_,
+                    int64_t ttl_s)
+{
+    an_cache_key_t key = key_n(i);
+    an_cache_entry_t entry = {
+        .value = text,
+        .value_len = strlen(text),
+        .content_type = "application/json",
+        .namespace_ = namespace_,
+        .ttl_s = ttl_s,
+    };
+    return an_cache_put(cache, &key, &entry);
+}
+
+
+static int get_n(an_cache_t *cache, int i, an_buf_t *value, an_cache_meta_t *meta)
+{
+    an_cache_key_t key = key_n(i);
+    return an_cache_get(cache, &key, value, meta);
+}
+
+
+static int present(an_cache_t *cache, int i)
+{
+    return get_n(cache, i, NULL, NULL) == 0;
+}
+
+
+static an_cache_stats_t stats_of(an_cache_t *cache)
+{
+    an_cache_stats_t stats;
+    assert_int_equal(an_cache_stats(cache, &stats), 0);
+    return stats;
+}
+
+
+static void entries_persist_across_reopen(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 3600, &clock);
+    assert_int_equal(put_text(cache, 1, "{\"answer\":42}", "team-a", -1), 0);
+    assert_int_equal(put_text(cache, 2, "second", NULL, 0), 0);
+    an_cache_close(cache);
+
+    clock.now_ms += 1000;
+    cache = open_lmdb(f->dir, 100, 1 << 20, 3600, &clock);
+    an_buf_t value = {0};
+    an_cache_meta_t meta;
+    assert_int_equal(get_n(cache, 1, &value, &meta), 0);
+    assert_string_equal(value.data, "{\"answer\":42}");
+    assert_int_equal(meta.created_ms, 1700000000000);
+    assert_int_equal(meta.expires_ms, 1700003600000);
+    assert_int_equal(meta.last_access_ms, 1700000001000);
+    assert_int_equal(meta.hits, 1);
+    assert_int_equal(meta.size, 13);
+    assert_string_equal(meta.content_type, "application/json");
+    assert_string_equal(meta.namespace_, "team-a");
+    assert_int_equal(get_n(cache, 2, &value, &meta), 0);
+    assert_string_equal(value.data, "second");
+    assert_int_equal(meta.expires_ms, 0);
+
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 2);
+    assert_int_equal(stats.bytes, an__cache_entry_bytes(13, 16, 6) + an__cache_entry_bytes(6, 16, 0));
+    an_buf_free(&value);
+    an_cache_close(cache);
+}
+
+
+static void hits_reach_record_after_flush(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "v", NULL, -1), 0);
+    assert_true(present(cache, 1));
+    assert_true(present(cache, 1));
+    assert_int_equal(an_cache_flush(cache), 0);
+    assert_true(present(cache, 1));
+    an_cache_close(cache); /* close flushes the third hit */
+
+    cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    an_cache_meta_t meta;
+    assert_int_equal(get_n(cache, 1, NULL, &meta), 0);
+    assert_int_equal(meta.hits, 4);
+    an_cache_close(cache);
+}
+
+
+static void counters_persist_across_reopen(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 2, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "a", NULL, -1), 0);
+    assert_int_equal(put_text(cache, 2, "b", NULL, -1), 0);
+    assert_int_equal(put_text(cache, 3, "c", NULL, -1), 0); /* evicts 1 */
+    assert_true(present(cache, 3));
+    assert_false(present(cache, 1));
+    an_cache_close(cache);
+
+    cache = open_lmdb(f->dir, 2, 1 << 20, 0, NULL);
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.hits, 1);
+    assert_int_equal(stats.misses, 1);
+    assert_int_equal(stats.stores, 3);
+    assert_int_equal(stats.evictions, 1);
+    assert_int_equal(stats.entries, 2);
+
+    /* Unflushed deltas add to the persisted counters, and a flush does not count them twice. */
+    assert_true(present(cache, 2));
+    assert_int_equal(stats_of(cache).hits, 2);
+    assert_int_equal(an_cache_flush(cache), 0);
+    assert_int_equal(stats_of(cache).hits, 2);
+    an_cache_close(cache);
+}
+
+
+/* Child process body: store count entries and die by SIGKILL without closing. */
+static void store_then_die(const char *dir, int count)
+{
+    an_cache_options_t opts = lmdb_options(dir, 1000, 1 << 24, 0);
+    an_cache_t *cache = NULL;
+    if (an_cache_open(&opts, &cache, NULL, 0) != 0)
+        _exit(2);
+    for (int i = 0; i < count; i++) {
+        if (put_text(cache, i, "survives", NULL, -1) != 0)
+            _exit(3);
+        if (i % 10 == 0 && get_n(cache, i, NULL, NULL) != 0) /* leaves a pooled reader slot */
+            _exit(4);
+    }
+    raise(SIGKILL);
+    _exit(5);
+}
+
+
+static void entries_survive_kill_9(void **state)
+{
+    fixture_t *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        store_then_die(f->dir, 100);
+
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+
+    an_cache_t *cache = open_lmdb(f->dir, 1000, 1 << 24, 0, NULL);
+    an_buf_t value = {0};
+    for (int i = 0; i < 100; i++) {
+        if (get_n(cache, i, &value, NULL) != 0)
+            fail_msg("entry %d committed before kill -9 is missing", i);
+        assert_string_equal(value.data, "survives");
+    }
+    assert_int_equal(stats_of(cache).entries, 100);
+    assert_int_equal(put_text(cache, 1000, "writable", NULL, -1), 0);
+    an_buf_free(&value);
+    an_cache_close(cache);
+}
+
+
+static void stats_visible_to_other_process(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "shared", NULL, -1), 0);
+    assert_true(present(cache, 1));
+    assert_false(present(cache, 2));
+    assert_int_equal(an_cache_flush(cache), 0);
+
+    /* The child opens the directory while this process still has it open. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        an_cache_options_t opts = lmdb_options(f->dir, 100, 1 << 20, 0);
+        an_cache_t *other = NULL;
+        if (an_cache_open(&opts, &other, NULL, 0) != 0)
+            _exit(10);
+        an_cache_stats_t stats;
+        if (an_cache_stats(other, &stats) != 0)
+            _exit(11);
+        if (stats.entries != 1 || stats.stores != 1 || stats.hits != 1 || stats.misses != 1)
+            _exit(12);
+        if (put_text(other, 2, "from child", NULL, -1) != 0)
+            _exit(13);
+        an_cache_close(other);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    an_buf_t value = {0};
+    assert_int_equal(get_n(cache, 2, &value, NULL), 0);
+    assert_string_equal(value.data, "from child");
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 2);
+    assert_int_equal(stats.stores, 2);
+    an_buf_free(&value);
+    an_cache_close(cache);
+}
+
+
+static void second_open_in_process_is_rejected(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    an_cache_options_t opts = lmdb_options(f->dir, 100, 1 << 20, 0);
+    an_cache_t *again = NULL;
+    char err[512] = "";
+    assert_int_equal(an_cache_open(&opts, &again, err, sizeof(err)), AN_EEXIST);
+    assert_null(again);
+    assert_non_null(strstr(err, f->dir));
+    assert_non_null(strstr(err, "already open"));
+    an_cache_close(cache);
+
+    /* Once closed, the directory opens again. */
+    cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    an_cache_close(cache);
+}
+
+
+static void unwritable_dir_error_names_path_and_fix(void **state)
+{
+    fixture_t *f = *state;
+    if (geteuid() == 0)
+        skip(); /* root writes through any permission bits */
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s/locked", f->dir);
+    assert_int_equal(mkdir(dir, 0500), 0);
+
+    an_cache_options_t opts = lmdb_options(dir, 100, 1 << 20, 0);
+    an_cache_t *cache = NULL;
+    char err[512] = "";
+    assert_int_equal(an_cache_open(&opts, &cache, err, sizeof(err)), AN_EIO);
+    assert_non_null(strstr(err, dir));
+    assert_non_null(strstr(err, "EACCES"));
+    assert_non_null(strstr(err, "--data-dir"));
+    chmod(dir, 0700);
+}
+
+
+static void missing_dir_is_created(void **state)
+{
+    fixture_t *f = *state;
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s/a/b/c", f->dir);
+    an_cache_t *cache = open_lmdb(dir, 100, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "v", NULL, -1), 0);
+    an_cache_close(cache);
+
+    struct stat st;
+    char data_file[160];
+    snprintf(data_file, sizeof(data_file), "%s/data.mdb", dir);
+    assert_int_equal(stat(data_file, &st), 0);
+}
+
+
+static void lru_evicts_least_recent_first(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 3, 1 << 20, 0, &clock);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(put_text(cache, i, "v", NULL, -1), 0);
+        clock.now_ms += 10;
+    }
+    assert_true(present(cache, 1)); /* 1 is now newer than 2 and 3 */
+    clock.now_ms += 10;
+    assert_int_equal(an_cache_flush(cache), 0);
+
+    assert_int_equal(put_text(cache, 4, "v", NULL, -1), 0);
+    assert_false(present(cache, 2));
+    assert_true(present(cache, 1));
+    assert_true(present(cache, 3));
+    assert_true(present(cache, 4));
+    assert_int_equal(stats_of(cache).evictions, 1);
+    an_cache_close(cache);
+}
+
+
+/* A put that must evict first applies the hits no flush has written yet. */
+static void lru_counts_unflushed_hits(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 3, 1 << 20, 0, &clock);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(put_text(cache, i, "v", NULL, -1), 0);
+        clock.now_ms += 10;
+    }
+    assert_true(present(cache, 2));
+    clock.now_ms += 10;
+    assert_true(present(cache, 1));
+    clock.now_ms += 10;
+
+    assert_int_equal(put_text(cache, 4, "v", NULL, -1), 0);
+    assert_false(present(cache, 3));
+    assert_true(present(cache, 1));
+    assert_true(present(cache, 2));
+    an_cache_close(cache);
+}
+
+
+/* Same-millisecond stores still evict in store order, through the lru sequence number. */
+static void lru_orders_same_millisecond_by_sequence(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 5, 1 << 20, 0, &clock);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(put_text(cache, i, "v", NULL, -1), 0);
+    for (int i = 0; i < 10; i++) {
+        if (present(cache, i) != (i >= 5))
+            fail_msg("entry %d: presence is wrong; entries 0-4 should be evicted in store order", i);
+    }
+    an_cache_close(cache);
+}
+
+
+static void byte_bound_keeps_max_bytes(void **state)
+{
+    fixture_t *f = *state;
+    char value[1001];
+    memset(value, 'x', 1000);
+    value[1000] = '\0';
+    uint64_t entry_bytes = an__cache_entry_bytes(1000, strlen("application/json"), 0);
+    an_cache_t *cache = open_lmdb(f->dir, 0, entry_bytes * 10 + entry_bytes / 2, 0, NULL);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(put_text(cache, i, value, NULL, -1), 0);
+
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 10);
+    assert_int_equal(stats.bytes, entry_bytes * 10);
+    assert_int_equal(stats.evictions, 40);
+    for (int i = 0; i < 50; i++) {
+        if (present(cache, i) != (i >= 40))
+            fail_msg("entry %d: presence is wrong; only the newest 10 fit", i);
+    }
+    an_cache_close(cache);
+}
+
+
+static void entry_bound_keeps_max_entries(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 25, 1 << 24, 0, NULL);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(put_text(cache, i, "value", NULL, -1), 0);
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 25);
+    assert_int_equal(stats.evictions, 175);
+    an_cache_close(cache);
+
+    /* A smaller bound on reopen applies at the next store. */
+    cache = open_lmdb(f->dir, 10, 1 << 24, 0, NULL);
+    assert_int_equal(put_text(cache, 1000, "value", NULL, -1), 0);
+    assert_int_equal(stats_of(cache).entries, 10);
+    assert_true(present(cache, 1000));
+    assert_true(present(cache, 199));
+    assert_false(present(cache, 190));
+    an_cache_close(cache);
+}
+
+
+static void put_larger_than_max_bytes_is_too_big(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t max_bytes = an__cache_entry_bytes(10, strlen("application/json"), 0);
+    an_cache_t *cache = open_lmdb(f->dir, 0, max_bytes, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "01234567890", NULL, -1), AN_ETOOBIG);
+    assert_int_equal(put_text(cache, 1, "0123456789", NULL, -1), 0);
+    assert_int_equal(stats_of(cache).stores, 1);
+    an_cache_close(cache);
+}
+
+
+static void ttl_expired_entry_is_miss(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 60, &clock);
+    assert_int_equal(put_text(cache, 1, "v", NULL, -1), 0);
+    assert_int_equal(put_text(cache, 2, "short", NULL, 1), 0);
+    assert_int_equal(put_text(cache, 3, "forever", NULL, 0), 0);
+
+    clock.now_ms += 999;
+    assert_true(present(cache, 2));
+    clock.now_ms += 1;
+    assert_false(present(cache, 2));
+    clock.now_ms += 59000 - 1000;
+    assert_true(present(cache, 1));
+    clock.now_ms += 1000;
+    assert_false(present(cache, 1));
+    assert_false(present(cache, 1));
+
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.expirations, 2);
+    assert_int_equal(stats.misses, 3);
+    assert_int_equal(stats.entries, 3); /* deleted at the next flush */
+
+    assert_int_equal(an_cache_flush(cache), 0);
+    stats = stats_of(cache);
+    assert_int_equal(stats.entries, 1);
+    assert_int_equal(stats.bytes, an__cache_entry_bytes(7, strlen("application/json"), 0));
+    assert_int_equal(stats.expirations, 2);
+
+    clock.now_ms += 100ll * 365 * 24 * 3600 * 1000;
+    assert_true(present(cache, 3));
+    an_cache_close(cache);
+}
+
+
+static void purge_by_namespace_keeps_others(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 1000, 1 << 22, 0, NULL);
+    static const char *const namespaces[] = {"team-a", "team-b", NULL};
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(put_text(cache, i, "v", namespaces[i % 3], -1), 0);
+
+    uint64_t removed = 0;
+    assert_int_equal(an_cache_purge(cache, "team-a", &removed), 0);
+    assert_int_equal(removed, 100);
+    for (int i = 0; i < 300; i++) {
+        if (present(cache, i) != (i % 3 != 0))
+            fail_msg("entry %d in namespace %d: presence is wrong after purging team-a", i, i % 3);
+    }
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 200);
+    assert_int_equal(stats.bytes, 100 * an__cache_entry_bytes(1, 16, 6) +
+                                      100 * an__cache_entry_bytes(1, 16, 0));
+
+    assert_int_equal(an_cache_purge(cache, NULL, &removed), 0);
+    assert_int_equal(removed, 200);
+    stats = stats_of(cache);
+    assert_int_equal(stats.entries, 0);
+    assert_int_equal(stats.bytes, 0);
+
+    /* The LRU index was emptied too: new entries evict normally. */
+    an_cache_close(cache);
+    cache = open_lmdb(f->dir, 2, 1 << 22, 0, NULL);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(put_text(cache, 1000 + i, "v", NULL, -1), 0);
+    assert_int_equal(stats_of(cache).entries, 2);
+    an_cache_close(cache);
+}
+
+
+static void delete_removes_one_entry(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "a", NULL, -1), 0);
+    assert_int_equal(put_text(cache, 2, "b", NULL, -1), 0);
+    an_cache_key_t key = key_n(1);
+    assert_int_equal(an_cache_delete(cache, &key), 0);
+    assert_int_equal(an_cache_delete(cache, &key), AN_ENOTFOUND);
+    assert_false(present(cache, 1));
+    assert_true(present(cache, 2));
+    assert_int_equal(stats_of(cache).entries, 1);
+    an_cache_close(cache);
+}
+
+
+static void put_replaces_existing_entry(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 2, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "first", NULL, -1), 0);
+    assert_int_equal(put_text(cache, 2, "other", NULL, -1), 0);
+    assert_int_equal(put_text(cache, 1, "second", NULL, -1), 0);
+
+    an_buf_t value = {0};
+    assert_int_equal(get_n(cache, 1, &value, NULL), 0);
+    assert_string_equal(value.data, "second");
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 2);
+    assert_int_equal(stats.evictions, 0);
+    assert_int_equal(stats.bytes, an__cache_entry_bytes(6, 16, 0) + an__cache_entry_bytes(5, 16, 0));
+    an_buf_free(&value);
+    an_cache_close(cache);
+}
+
+
+typedef struct {
+    an_cache_t *cache;
+    int thread;
+    uint64_t gets;
+    uint64_t puts;
+    int errors;
+    int wrong_values;
+} worker_t;
+
+enum { WORKER_OPS = 4000, WORKER_KEYS = 300 };
+
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    an_buf_t value = {0};
+    unsigned seed = (unsigned)w->thread * 7919u + 1u;
+    for (int op = 0; op < WORKER_OPS; op++) {
+        seed = seed * 1103515245u + 12345u;
+        int i = (int)((seed >> 8) % WORKER_KEYS);
+        char text[32];
+        snprintf(text, sizeof(text), "value-%d", i);
+        if ((seed >> 4) % 8 == 0) {
+            if (put_text(w->cache, i, text, NULL, -1) == 0)
+                w->puts++;
+            else
+                w->errors++;
+        } else {
+            w->gets++;
+            int rc = get_n(w->cache, i, &value, NULL);
+            if (rc == 0 && strcmp(value.data, text) != 0)
+                w->wrong_values++;
+            else if (rc != 0 && rc != AN_ENOTFOUND)
+                w->errors++;
+        }
+        if (op % 1000 == 999 && w->thread == 0 && an_cache_flush(w->cache) != 0)
+            w->errors++;
+    }
+    an_buf_free(&value);
+    return NULL;
+}
+
+
+static void concurrent_get_put_keeps_bounds(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 22, 0, NULL);
+    worker_t workers[4];
+    pthread_t threads[4];
+    for (int t = 0; t < 4; t++) {
+        workers[t] = (worker_t){.cache = cache, .thread = t};
+        assert_int_equal(pthread_create(&threads[t], NULL, worker_main, &workers[t]), 0);
+    }
+    uint64_t gets = 0, puts = 0;
+    for (int t = 0; t < 4; t++) {
+        pthread_join(threads[t], NULL);
+        gets += workers[t].gets;
+        puts += workers[t].puts;
+        assert_int_equal(workers[t].errors, 0);
+        assert_int_equal(workers[t].wrong_values, 0);
+    }
+
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.hits + stats.misses, gets);
+    assert_int_equal(stats.stores, puts);
+    assert_int_equal(stats.entries, 100);
+
+    /* bytes must equal the sum over the entries still present. */
+    uint64_t bytes = 0, entries = 0;
+    an_cache_meta_t meta;
+    for (int i = 0; i < WORKER_KEYS; i++) {
+        if (get_n(cache, i, NULL, &meta) == 0) {
+            entries++;
+            bytes += an__cache_entry_bytes(meta.size, strlen(meta.content_type), 0);
+        }
+    }
+    assert_int_equal(entries, stats.entries);
+    assert_int_equal(bytes, stats.bytes);
+    an_cache_close(cache);
+}
+
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(entries_persist_across_reopen, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(hits_reach_record_after_flush, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(counters_persist_across_reopen, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(entries_survive_kill_9, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(stats_visible_to_other_process, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(second_open_in_process_is_rejected, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(unwritable_dir_error_names_path_and_fix, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(missing_dir_is_created, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(lru_evicts_least_recent_first, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(lru_counts_unflushed_hits, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(lru_orders_same_millisecond_by_sequence, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(byte_bound_keeps_max_bytes, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(entry_bound_keeps_max_entries, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(put_larger_than_max_bytes_is_too_big, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(ttl_expired_entry_is_miss, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(purge_by_namespace_keeps_others, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(delete_removes_one_entry, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(put_replaces_existing_entry, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(concurrent_get_put_keeps_bounds, setup_dir, teardown_dir),
+    };
+    an_log_set_level(AN_LOG_WARN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
