@@ -1,6 +1,7 @@
-// Upstream credentials: without a configured key each caller's Authorization
-// goes upstream and callers do not share entries; with a configured key the
-// upstream receives only that key and the gateway never logs it.
+// Upstream credentials. Without a configured key, each caller's
+// Authorization goes upstream and callers do not share entries. With a
+// configured key, the upstream receives only that key and the gateway never
+// logs it.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

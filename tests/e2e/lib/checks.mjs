@@ -36,7 +36,7 @@ export function assertHeader(headers, name, expected, context = '') {
 }
 
 // Parses an SSE body into its data payloads, in order. `[DONE]` is kept as
-// the string '[DONE]'; every other payload is parsed as JSON.
+// the string '[DONE]', and every other payload is parsed as JSON.
 export function parseSseData(text) {
   const payloads = [];
   for (const block of text.split('\n\n')) {
