@@ -6,6 +6,8 @@
 #ifndef AGENTNET_LOG_H
 #define AGENTNET_LOG_H
 
+#include <stddef.h>
+
 typedef enum {
     AN_LOG_DEBUG = 0,
     AN_LOG_INFO = 1,
@@ -44,6 +46,9 @@ void an_logf(an_log_level_t level, const char *fmt, ...)
  */
 void an_log_set_buffered(int on);
 void an_log_flush(void);
+
+/* Writes the current time as RFC 3339 UTC with milliseconds (the "ts" field). */
+void an_log_timestamp(char *out, size_t len);
 
 /* Writes a line that is already a complete JSON object, as is. */
 void an_log_raw(an_log_level_t level, const char *line);

@@ -114,8 +114,7 @@ void an_log_raw(an_log_level_t level, const char *line)
     pthread_mutex_unlock(&log_lock);
 }
 
-/* Writes the timestamp as RFC 3339 UTC with milliseconds. */
-static void append_timestamp(an_buf_t *line)
+void an_log_timestamp(char *out, size_t len)
 {
     int64_t ms = an_now_ms();
     time_t secs = (time_t)(ms / 1000);
@@ -123,7 +122,14 @@ static void append_timestamp(an_buf_t *line)
     gmtime_r(&secs, &tm);
     char text[40];
     strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
-    an_buf_appendf(line, "%s.%03dZ", text, (int)(ms % 1000));
+    snprintf(out, len, "%s.%03dZ", text, (int)(ms % 1000));
+}
+
+static void append_timestamp(an_buf_t *line)
+{
+    char text[48];
+    an_log_timestamp(text, sizeof(text));
+    an_buf_append(line, text, strlen(text));
 }
 
 static void format_line(an_buf_t *line, an_log_level_t level, const char *msg, va_list fields)

@@ -33,6 +33,9 @@
 #define MAX_HEADER_BYTES (32 * 1024)
 #define CONNECTION_MEMORY_BYTES (160 * 1024)
 
+/* How much of an oversized body is read and dropped so its client can read the 413. */
+#define MAX_DISCARDED_BODY_BYTES (64ull * 1024 * 1024)
+
 an_server_options_t an_server_options_default(void)
 {
     an_server_options_t o = {
@@ -120,14 +123,26 @@ static enum MHD_Result check_body_headers(an_req_t *req, int *rejected)
                                      "JSON with Content-Type: application/json",
                                      type ? type : "(none)");
 
+    /*
+     * A client that waits for "100 Continue" hears the 413 before it
+     * uploads. Any other client is already sending, and closing on it would
+     * reset the connection before it reads the answer, so its body is read
+     * and dropped, and the 413 follows at the end.
+     */
     const char *length = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (length && strtoull(length, NULL, 10) > req->server->opts.max_body_bytes)
-        return an_respond_json_error(req, 413, "invalid_request_error", NULL,
-                                     "request_too_large",
-                                     "request body of %s bytes is over the limit of %llu bytes; "
-                                     "send less, or raise --max-body-bytes",
-                                     length, (unsigned long long)req->server->opts.max_body_bytes);
+    const char *expect = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_EXPECT);
+    if (length && strtoull(length, NULL, 10) > req->server->opts.max_body_bytes) {
+        if (expect && strcasecmp(expect, "100-continue") == 0)
+            return an_respond_json_error(req, 413, "invalid_request_error", NULL,
+                                         "request_too_large",
+                                         "request body of %s bytes is over the limit of %llu "
+                                         "bytes; send less, or raise --max-body-bytes",
+                                         length,
+                                         (unsigned long long)req->server->opts.max_body_bytes);
+        req->body_too_big = 1;
+    }
     *rejected = 0;
     return MHD_YES;
 }
@@ -223,6 +238,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
+        req->body_received += *upload_data_size;
+        if (req->body_received > server->opts.max_body_bytes + MAX_DISCARDED_BODY_BYTES)
+            return MHD_NO; /* too much to drain politely: close the connection */
         if (!req->body_too_big &&
             req->body.len + *upload_data_size > server->opts.max_body_bytes)
             req->body_too_big = 1;
@@ -246,14 +264,18 @@ static void write_access_log(an_req_t *req, uint64_t duration_ns)
 {
     char line[512];
     const char *cache = an_cache_result_name(req->cache_result);
+    if (!cache && req->cacheable)
+        cache = "bypass"; /* as the X-AgentNet-Cache header of an error answer says */
     char cache_field[32] = "null";
     if (cache)
         snprintf(cache_field, sizeof(cache_field), "\"%s\"", cache);
-    int64_t ms = an_now_ms();
+    char ts[48];
+    an_log_timestamp(ts, sizeof(ts));
+    /* request_id is safe to embed: req_new admits only printable ASCII without quotes. */
     snprintf(line, sizeof(line),
-             "{\"ts_ms\":%lld,\"level\":\"info\",\"msg\":\"access\",\"request_id\":\"%s\","
+             "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"access\",\"request_id\":\"%s\","
              "\"route\":\"%s\",\"status\":%u,\"latency_ms\":%.3f,\"cache\":%s}",
-             (long long)ms, req->request_id, an_route_name(req->route), req->status,
+             ts, req->request_id, an_route_name(req->route), req->status,
              (double)duration_ns / 1e6, cache_field);
     an_log_raw(AN_LOG_INFO, line);
 }

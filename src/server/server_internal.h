@@ -64,6 +64,7 @@ struct an_req {
     uint64_t started_ns;
     an_buf_t body;
     int body_too_big;
+    uint64_t body_received;       /* body bytes read, kept or dropped */
     unsigned status;              /* status of the queued response */
     an_cache_result_t cache_result;
     an_cache_id_t cache_id;
