@@ -14,11 +14,13 @@
 
 /*
  * Fixed bytes charged for every entry on top of its value, content type and
- * namespace: the 32-byte key, the 56-byte LMDB record header and the 48-byte
- * LMDB LRU index key. The memory backend charges the same amount so that one
- * max_bytes means the same number of entries in both backends.
+ * namespace: what the lmdb backend stores per entry besides those, that is
+ * the key and 32-byte header in "entries", the key and 24-byte value in
+ * "access", and the 48-byte "lru" key (see lmdb_internal.h). The memory
+ * backend charges the same, so one max_bytes means the same number of
+ * entries in both backends.
  */
-#define AN__CACHE_ENTRY_OVERHEAD_BYTES (32u + 56u + 48u)
+#define AN__CACHE_ENTRY_OVERHEAD_BYTES (32u + 32u + 32u + 24u + 48u)
 
 /* Returns the bytes an entry counts against max_bytes and in stats.bytes. */
 static inline uint64_t an__cache_entry_bytes(size_t value_len, size_t content_type_len,
@@ -45,10 +47,10 @@ typedef struct {
 } an__cache_item_t;
 
 /*
- * Counters of operations done by this process. The memory backend reports
- * them as they are. The lmdb backend adds them to the persisted counters on
- * flush and then subtracts what it added, so they hold only unflushed deltas.
- * Atomics, because every thread updates them without a lock.
+ * Counters of the lmdb backend's operations in this process, not yet added
+ * to the persisted counters. A flush adds them and then subtracts what it
+ * added. Atomics, because every thread updates them without a lock. The
+ * memory backend keeps its counters per shard instead.
  */
 typedef struct {
     _Atomic uint64_t hits;
@@ -104,6 +106,15 @@ int64_t an__cache_now_ms(const an_cache_t *cache);
  * Call it before other threads use the cache; clock NULL restores an_now_ms.
  */
 void an__cache_set_clock(an_cache_t *cache, an__cache_clock_fn clock, void *ctx);
+
+/*
+ * Turns the lmdb backend's sync at every commit off (durable 0) or back on
+ * (durable 1, which first syncs what was written meanwhile). Only for bulk
+ * loads in benchmarks: with it off, an operating-system crash may lose the
+ * last commits or corrupt the environment, as LMDB 0.9 documents for
+ * MDB_NOSYNC. Returns AN_EINVAL for a memory cache.
+ */
+int an__cache_lmdb_set_durable(an_cache_t *cache, int durable);
 
 /* Replaces the contents of buf with len bytes from data; allocates only to grow buf. */
 int an__cache_copy_value(an_buf_t *buf, const void *data, size_t len);

@@ -3,11 +3,11 @@
  * stores, deletes, purges and flushes in write transactions. The on-disk
  * format and the locks are described in lmdb_internal.h.
  *
- * Lookups never write. A hit is recorded in memory and reaches the record's
- * hit count and the "lru" index at the next flush, which the server runs
- * periodically, a put runs once AN__LMDB_FLUSH_TOUCHES hits are pending, and
- * close runs last. A put that must evict applies pending hits first, so
- * eviction follows every hit seen so far in this process.
+ * Lookups never write. A hit is recorded in memory and reaches the entry's
+ * "access" value and "lru" key at the next flush. The server flushes
+ * periodically, a put flushes once AN__LMDB_FLUSH_TOUCHES entries have
+ * pending hits, and close flushes last. A put that must evict applies
+ * pending hits first, so eviction follows every hit this process recorded.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -138,10 +138,13 @@ static int lmdb_get(an_cache_t *cache, const an_cache_key_t *key, int64_t now_ms
         return AN_ENOMEM;
     }
     if (meta) {
+        an__lmdb_access_rec_t access = {0};
+        if (mdb_get(txn, lc->access_dbi, &k, &v) == 0)
+            an__lmdb_access_decode(v.mv_data, v.mv_size, &access);
         meta->created_ms = rec.created_ms;
         meta->expires_ms = rec.expires_ms;
         meta->last_access_ms = now_ms;
-        meta->hits = rec.hits + 1;
+        meta->hits = access.hits + 1;
         meta->size = rec.value_len;
         an__cache_copy_text(meta->content_type, sizeof(meta->content_type), rec.content_type,
                             rec.content_type_len);
@@ -182,17 +185,10 @@ static int put_fn(an_cache_t *cache, an__lmdb_write_t *w, void *arg)
     /* Remove the entry being replaced first, so that its bytes do not count against the bound. */
     MDB_val k = {AN_CACHE_KEY_BYTES, (void *)ctx->key->bytes}, v;
     int rc = mdb_get(w->txn, lc->entries_dbi, &k, &v);
-    if (rc == 0) {
-        an__lmdb_record_t old;
-        if (an__lmdb_record_decode(v.mv_data, v.mv_size, &old) == 0)
-            rc = an__lmdb_remove_entry(cache, w, ctx->key, &old);
-        else
-            rc = mdb_del(w->txn, lc->entries_dbi, &k, NULL);
-        if (rc != 0)
-            return rc;
-    } else if (rc != MDB_NOTFOUND) {
+    if (rc == 0)
+        rc = an__lmdb_remove_entry(cache, w, ctx->key, an__lmdb_stored_bytes(v.mv_data, v.mv_size));
+    if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    }
 
     int touches_applied = 0;
     while (over_bounds(cache, w, item->bytes)) {
@@ -208,36 +204,7 @@ static int put_fn(an_cache_t *cache, an__lmdb_write_t *w, void *arg)
             return rc;
     }
 
-    an__lmdb_record_t rec = {
-        .created_ms = item->now_ms,
-        .expires_ms = item->expires_ms,
-        .last_access_ms = item->now_ms,
-        .lru_seq = ++w->meta[AN__LMDB_META_LRU_SEQ],
-        .hits = 0,
-        .content_type = item->content_type,
-        .content_type_len = item->content_type_len,
-        .namespace_ = item->namespace_,
-        .namespace_len = item->namespace_len,
-        .value = item->value,
-        .value_len = item->value_len,
-    };
-    v.mv_size = an__lmdb_record_size(rec.content_type_len, rec.namespace_len, rec.value_len);
-    v.mv_data = NULL;
-    rc = mdb_put(w->txn, lc->entries_dbi, &k, &v, MDB_RESERVE);
-    if (rc != 0)
-        return rc;
-    an__lmdb_record_encode(&rec, v.mv_data);
-
-    uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
-    an__lmdb_lru_key(rec.last_access_ms, rec.lru_seq, ctx->key, lru_key);
-    MDB_val lru = {sizeof(lru_key), lru_key}, empty = {0, NULL};
-    rc = mdb_put(w->txn, lc->lru_dbi, &lru, &empty, 0);
-    if (rc != 0)
-        return rc;
-
-    w->meta[AN__LMDB_META_ENTRIES]++;
-    w->meta[AN__LMDB_META_BYTES] += item->bytes;
-    return 0;
+    return an__lmdb_insert_entry(cache, w, ctx->key, item);
 }
 
 
@@ -267,11 +234,7 @@ static int delete_fn(an_cache_t *cache, an__lmdb_write_t *w, void *arg)
     if (rc != 0)
         return rc;
 
-    an__lmdb_record_t rec;
-    rc = an__lmdb_record_decode(v.mv_data, v.mv_size, &rec);
-    if (rc != 0)
-        return MDB_CORRUPTED;
-    return an__lmdb_remove_entry(cache, w, key, &rec);
+    return an__lmdb_remove_entry(cache, w, key, an__lmdb_stored_bytes(v.mv_data, v.mv_size));
 }
 
 
@@ -294,6 +257,8 @@ static int purge_all(an__lmdb_cache_t *lc, an__lmdb_write_t *w, purge_ctx_t *ctx
     int rc = mdb_stat(w->txn, lc->entries_dbi, &stat);
     if (rc == 0)
         rc = mdb_drop(w->txn, lc->entries_dbi, 0);
+    if (rc == 0)
+        rc = mdb_drop(w->txn, lc->access_dbi, 0);
     if (rc == 0)
         rc = mdb_drop(w->txn, lc->lru_dbi, 0);
     if (rc != 0)
@@ -333,13 +298,9 @@ static int purge_fn(an_cache_t *cache, an__lmdb_write_t *w, void *arg)
 
         an_cache_key_t key;
         memcpy(key.bytes, k.mv_data, AN_CACHE_KEY_BYTES);
-        uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
-        an__lmdb_lru_key(rec.last_access_ms, rec.lru_seq, &key, lru_key);
         uint64_t bytes = an__lmdb_record_bytes(&rec);
-
-        MDB_val lru = {sizeof(lru_key), lru_key};
-        rc = mdb_del(w->txn, lc->lru_dbi, &lru, NULL);
-        if (rc != 0 && rc != MDB_NOTFOUND)
+        rc = an__lmdb_remove_index(cache, w, &key);
+        if (rc != 0)
             break;
         /* After a delete, MDB_NEXT returns the record that followed the deleted one. */
         rc = mdb_cursor_del(cursor, 0);
@@ -477,6 +438,18 @@ static int lmdb_stats(an_cache_t *cache, an_cache_stats_t *stats)
     stats->entries = meta[AN__LMDB_META_ENTRIES];
     stats->bytes = meta[AN__LMDB_META_BYTES];
     return 0;
+}
+
+
+int an__cache_lmdb_set_durable(an_cache_t *cache, int durable)
+{
+    if (cache->ops != &an__cache_lmdb_ops)
+        return AN_EINVAL;
+    an__lmdb_cache_t *lc = cache->backend;
+    int rc = mdb_env_set_flags(lc->env, MDB_NOSYNC, durable ? 0 : 1);
+    if (rc == 0 && durable)
+        rc = mdb_env_sync(lc->env, 1);
+    return rc == 0 ? 0 : an__lmdb_error(cache, "change sync mode", rc);
 }
 
 

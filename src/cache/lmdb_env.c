@@ -333,6 +333,8 @@ static int setup_fn(an_cache_t *cache, an__lmdb_write_t *w, void *ctx)
     setup_ctx_t *setup = ctx;
     int rc = mdb_dbi_open(w->txn, "entries", MDB_CREATE, &lc->entries_dbi);
     if (rc == 0)
+        rc = mdb_dbi_open(w->txn, "access", MDB_CREATE, &lc->access_dbi);
+    if (rc == 0)
         rc = mdb_dbi_open(w->txn, "lru", MDB_CREATE, &lc->lru_dbi);
     if (rc != 0)
         return rc;
@@ -440,7 +442,7 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
         goto fail_create;
     rc = mdb_env_set_maxreaders(lc->env, MAX_READERS);
     if (rc == 0)
-        rc = mdb_env_set_maxdbs(lc->env, 3);
+        rc = mdb_env_set_maxdbs(lc->env, 4);
     if (rc == 0)
         rc = mdb_env_set_mapsize(lc->env, (size_t)map_size_for(cache->opts.max_bytes));
     /*

@@ -1,6 +1,6 @@
 /*
  * Private contract of the lmdb backend: the handle and its locks, the on-disk
- * formats of its three named databases, and the helpers shared by lmdb.c
+ * formats of its four named databases, and the helpers shared by lmdb.c
  * (operations), lmdb_env.c (environment and transactions), lmdb_lru.c (LRU
  * index, access records, eviction) and lmdb_record.c (record encoding).
  */
@@ -15,10 +15,11 @@
 #include "cache/cache_internal.h"
 
 /*
- * One LMDB environment per cache directory, with three named databases:
+ * One LMDB environment per cache directory, with four named databases.
+ * Integers are little-endian unless marked big-endian.
  *
- * "entries": key = the 32-byte cache key, value = one record, integers
- * little-endian:
+ * "entries": key = the 32-byte cache key, value = one record that is
+ * written once per store and never rewritten:
  *
  *   offset  bytes  field
  *   0       1      format version, AN__LMDB_RECORD_VERSION
@@ -27,26 +28,36 @@
  *   3       5      reserved, written as 0
  *   8       8      created_ms, Unix epoch ms (signed)
  *   16      8      expires_ms, Unix epoch ms; 0 = never expires
- *   24      8      last_access_ms: time of the last store or flushed hit
- *   32      8      lru_seq: sequence number of this entry's "lru" key
- *   40      8      hits flushed so far
- *   48      8      V = value length
- *   56      C      content type, no NUL
- *   56+C    N      namespace, no NUL
- *   56+C+N  V      value
+ *   24      8      V = value length
+ *   32      C      content type, no NUL
+ *   32+C    N      namespace, no NUL
+ *   32+C+N  V      value
+ *
+ * "access": key = the cache key, value = what hits change, kept apart from
+ * the record so that applying a hit rewrites 24 bytes instead of the value:
+ *
+ *   offset  bytes  field
+ *   0       8      last_access_ms: time of the store or of the latest flushed hit
+ *   8       8      lru_seq: sequence number of this entry's "lru" key
+ *   16      8      hits flushed so far
  *
  * "lru": key = last_access_ms (8 bytes, big-endian) + lru_seq (8 bytes,
  * big-endian) + cache key (32 bytes), value empty. Big-endian makes LMDB's
  * byte order the access order, so the first key is the least recently used
- * entry. Every entry has exactly one "lru" key, the one its record names.
+ * entry. Every entry has exactly one "lru" key, the one its "access" value
+ * names.
  *
- * "meta": key = a name from the an__lmdb_meta_* list, value = 8-byte
- * little-endian unsigned integer: the format version, the totals of
- * entries and bytes, the last lru_seq issued, and the counters of hits,
- * misses, stores, evictions and expirations from every process.
+ * "meta": key = a name from an__lmdb_meta_names, value = 8-byte unsigned
+ * integer: the format version, the totals of entries and bytes, the last
+ * lru_seq issued, and the counters of hits, misses, stores, evictions and
+ * expirations from every process.
+ *
+ * Every write transaction keeps the three per-entry databases in step: an
+ * entry has a record, an access value and an "lru" key, or none of them.
  */
 #define AN__LMDB_RECORD_VERSION 1
-#define AN__LMDB_HEADER_BYTES 56
+#define AN__LMDB_HEADER_BYTES 32
+#define AN__LMDB_ACCESS_BYTES 24
 #define AN__LMDB_LRU_KEY_BYTES (16 + AN_CACHE_KEY_BYTES)
 
 /* Indexes into the persisted counters; see an__lmdb_meta_names. */
@@ -69,9 +80,6 @@ extern const char *const an__lmdb_meta_names[AN__LMDB_META_COUNT];
 typedef struct {
     int64_t created_ms;
     int64_t expires_ms;
-    int64_t last_access_ms;
-    uint64_t lru_seq;
-    uint64_t hits;
     const char *content_type;
     size_t content_type_len;
     const char *namespace_;
@@ -80,7 +88,14 @@ typedef struct {
     size_t value_len;
 } an__lmdb_record_t;
 
-/* Hits not yet written to disk: the entry's key, the latest hit's time and the number of hits. */
+/* A decoded "access" value. */
+typedef struct {
+    int64_t last_access_ms;
+    uint64_t lru_seq;
+    uint64_t hits;
+} an__lmdb_access_rec_t;
+
+/* Hits on one entry not yet written to disk: the key, the latest hit's time and the number of hits. */
 typedef struct {
     an_cache_key_t key;
     int64_t at_ms;
@@ -88,8 +103,9 @@ typedef struct {
 } an__lmdb_touch_t;
 
 /*
- * Pending hits at which a put flushes them. One flush transaction rewrites
- * one record per distinct key, so this bounds the work a put may take on.
+ * Entries with pending hits at which a put flushes them. A flush updates
+ * the "access" value and "lru" key of each such entry, so this bounds the
+ * work a put may take on.
  */
 #define AN__LMDB_FLUSH_TOUCHES 4096
 
@@ -109,18 +125,22 @@ typedef struct {
 } an__lmdb_list_t;
 
 /*
- * Hits and expired entries waiting for a write transaction. touch_lock
- * guards pending, expired and dropped, which lookups and writers share.
- * spare and scratch need no lock: only the thread inside the LMDB write
- * transaction uses them, and LMDB lets one thread at a time in.
+ * Hits and expired entries waiting for a write transaction. Pending hits
+ * are kept one per entry: slots is an open-addressing index from key to
+ * position in pending, so repeated hits on a hot entry take no more room.
+ *
+ * touch_lock guards pending, slots, expired and dropped, which lookups and
+ * writers share. spare needs no lock: only the thread inside the LMDB write
+ * transaction uses it, and LMDB lets one thread at a time in.
  */
 typedef struct {
     pthread_mutex_t touch_lock;
-    an__lmdb_list_t pending;  /* an__lmdb_touch_t */
+    an__lmdb_list_t pending;  /* an__lmdb_touch_t, one per entry */
+    uint32_t *slots;          /* 1 + position in pending, or 0 for an empty slot */
+    size_t slot_mask;         /* slot count - 1; the count is a power of 2 */
     an__lmdb_list_t expired;  /* an__lmdb_expired_t */
-    uint64_t dropped;         /* touches lost because pending was full */
+    uint64_t dropped;         /* hits lost because pending was full */
     an__lmdb_list_t spare;    /* the previous pending array, reused */
-    an_buf_t scratch;         /* record copy while rewriting its header */
 } an__lmdb_access_t;
 
 /*
@@ -131,6 +151,7 @@ typedef struct {
 typedef struct {
     MDB_env *env;
     MDB_dbi entries_dbi;
+    MDB_dbi access_dbi;
     MDB_dbi lru_dbi;
     MDB_dbi meta_dbi;
     char *real_path; /* registry key; see lmdb_env.c */
@@ -175,9 +196,9 @@ static inline void an__lmdb_meta_sub(uint64_t *total, uint64_t amount)
 size_t an__lmdb_record_size(size_t content_type_len, size_t namespace_len, size_t value_len);
 void an__lmdb_record_encode(const an__lmdb_record_t *rec, void *out);
 int an__lmdb_record_decode(const void *data, size_t len, an__lmdb_record_t *rec);
-void an__lmdb_record_set_access(void *data, int64_t last_access_ms, uint64_t lru_seq,
-                                uint64_t hits);
 uint64_t an__lmdb_record_bytes(const an__lmdb_record_t *rec);
+void an__lmdb_access_encode(const an__lmdb_access_rec_t *access, uint8_t out[AN__LMDB_ACCESS_BYTES]);
+int an__lmdb_access_decode(const void *data, size_t len, an__lmdb_access_rec_t *access);
 void an__lmdb_lru_key(int64_t last_access_ms, uint64_t lru_seq, const an_cache_key_t *key,
                       uint8_t out[AN__LMDB_LRU_KEY_BYTES]);
 uint64_t an__lmdb_u64_load(const void *p);
@@ -201,8 +222,12 @@ int an__lmdb_queue_expired(an__lmdb_access_t *access, const an_cache_key_t *key,
 size_t an__lmdb_pending_touches(an__lmdb_access_t *access);
 int an__lmdb_apply_touches(an_cache_t *cache, an__lmdb_write_t *w);
 int an__lmdb_delete_expired(an_cache_t *cache, an__lmdb_write_t *w, int64_t now_ms);
+int an__lmdb_remove_index(an_cache_t *cache, an__lmdb_write_t *w, const an_cache_key_t *key);
 int an__lmdb_remove_entry(an_cache_t *cache, an__lmdb_write_t *w, const an_cache_key_t *key,
-                          const an__lmdb_record_t *rec);
+                          uint64_t bytes);
+uint64_t an__lmdb_stored_bytes(const void *data, size_t len);
+int an__lmdb_insert_entry(an_cache_t *cache, an__lmdb_write_t *w, const an_cache_key_t *key,
+                          const an__cache_item_t *item);
 int an__lmdb_evict_oldest(an_cache_t *cache, an__lmdb_write_t *w, uint64_t *evicted);
 
 #endif

@@ -4,7 +4,6 @@
  * apply the hits to the "entries" records and the "lru" index, delete the
  * expired entries, and evict the least recently used entry.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,12 +11,17 @@
 #include "cache/lmdb_internal.h"
 
 /*
- * Maximum number of hits kept in memory between flushes (48 bytes each, so
- * 3 MiB). A put flushes at AN__LMDB_FLUSH_TOUCHES, so this cap binds only
- * when lookups outrun both puts and the server's periodic flush. Hits past
- * it are dropped, and their entries may be evicted as if never hit.
+ * Maximum number of entries with hits kept in memory between flushes (48
+ * bytes each plus two index slots of 4 bytes, so 3.5 MiB). A put flushes at
+ * AN__LMDB_FLUSH_TOUCHES, so this cap binds only when lookups reach more
+ * distinct entries than that between the server's periodic flushes. Hits on
+ * further entries are dropped, and those entries may be evicted as if never
+ * hit.
  */
 #define MAX_PENDING_TOUCHES 65536
+
+/* Index slots allocated at the first hit; the index doubles whenever it gets half full. */
+#define INITIAL_SLOTS 1024
 
 /* Maximum number of expired entries queued for deletion. Later ones wait for another lookup. */
 #define MAX_EXPIRED 4096
@@ -58,18 +62,77 @@ void an__lmdb_access_free(an__lmdb_access_t *access)
 {
     pthread_mutex_destroy(&access->touch_lock);
     free(access->pending.items);
+    free(access->slots);
     free(access->expired.items);
     free(access->spare.items);
-    an_buf_free(&access->scratch);
 }
 
 
+static size_t slot_of(const an_cache_key_t *key, size_t slot_mask)
+{
+    uint64_t h;
+    memcpy(&h, key->bytes, sizeof(h));
+    h *= 0x9e3779b97f4a7c15ull; /* spreads keys that are not digests, such as test keys */
+    return (size_t)(h >> 32) & slot_mask;
+}
+
+
+/* Doubles the slot index (or allocates the first one) and reinserts every pending entry. */
+static int grow_slots(an__lmdb_access_t *access)
+{
+    size_t count = access->slots ? 2 * (access->slot_mask + 1) : INITIAL_SLOTS;
+    uint32_t *slots = calloc(count, sizeof(*slots));
+    if (!slots)
+        return -1;
+
+    const an__lmdb_touch_t *touches = access->pending.items;
+    for (size_t i = 0; i < access->pending.len; i++) {
+        size_t s = slot_of(&touches[i].key, count - 1);
+        while (slots[s])
+            s = (s + 1) & (count - 1);
+        slots[s] = (uint32_t)(i + 1);
+    }
+    free(access->slots);
+    access->slots = slots;
+    access->slot_mask = count - 1;
+    return 0;
+}
+
+
+/* Records a hit on key at at_ms, merging it into the entry's pending hits when it has some. */
 void an__lmdb_record_touch(an__lmdb_access_t *access, const an_cache_key_t *key, int64_t at_ms)
 {
-    an__lmdb_touch_t touch = {.key = *key, .at_ms = at_ms, .count = 1};
     pthread_mutex_lock(&access->touch_lock);
+    if (!access->slots && grow_slots(access) != 0)
+        goto dropped;
+
+    an__lmdb_touch_t *touches = access->pending.items;
+    size_t s = slot_of(key, access->slot_mask);
+    for (; access->slots[s]; s = (s + 1) & access->slot_mask) {
+        an__lmdb_touch_t *touch = &touches[access->slots[s] - 1];
+        if (memcmp(touch->key.bytes, key->bytes, AN_CACHE_KEY_BYTES) == 0) {
+            touch->count++;
+            if (at_ms > touch->at_ms)
+                touch->at_ms = at_ms;
+            goto done;
+        }
+    }
+
+    an__lmdb_touch_t touch = {.key = *key, .at_ms = at_ms, .count = 1};
     if (list_push(&access->pending, &touch, sizeof(touch), MAX_PENDING_TOUCHES) != 0)
-        access->dropped++;
+        goto dropped;
+    access->slots[s] = (uint32_t)access->pending.len;
+    if (2 * access->pending.len > access->slot_mask + 1 && grow_slots(access) != 0) {
+        /* The index could not grow, so undo the insert to keep it at most half full. */
+        access->slots[s] = 0;
+        access->pending.len--;
+        goto dropped;
+    }
+    goto done;
+
+dropped:
+    access->dropped++;
+done:
     pthread_mutex_unlock(&access->touch_lock);
 }
 
@@ -109,17 +172,38 @@ size_t an__lmdb_pending_touches(an__lmdb_access_t *access)
 }
 
 
-int an__lmdb_remove_entry(an_cache_t *cache, an__lmdb_write_t *w, const an_cache_key_t *key,
-                          const an__lmdb_record_t *rec)
+/* Deletes the "access" value and "lru" key of key, leaving its record to the caller. */
+int an__lmdb_remove_index(an_cache_t *cache, an__lmdb_write_t *w, const an_cache_key_t *key)
 {
     an__lmdb_cache_t *lc = cache->backend;
-    uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
-    an__lmdb_lru_key(rec->last_access_ms, rec->lru_seq, key, lru_key);
-    uint64_t bytes = an__lmdb_record_bytes(rec);
+    MDB_val k = {AN_CACHE_KEY_BYTES, (void *)key->bytes}, v;
+    int rc = mdb_get(w->txn, lc->access_dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
 
-    MDB_val lru = {sizeof(lru_key), lru_key};
-    int rc = mdb_del(w->txn, lc->lru_dbi, &lru, NULL);
-    if (rc != 0 && rc != MDB_NOTFOUND)
+    /* An undecodable access value leaves an "lru" key behind, which eviction skips later. */
+    an__lmdb_access_rec_t access;
+    if (an__lmdb_access_decode(v.mv_data, v.mv_size, &access) == 0) {
+        uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
+        an__lmdb_lru_key(access.last_access_ms, access.lru_seq, key, lru_key);
+        MDB_val lru = {sizeof(lru_key), lru_key};
+        rc = mdb_del(w->txn, lc->lru_dbi, &lru, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    return mdb_del(w->txn, lc->access_dbi, &k, NULL);
+}
+
+
+/* Deletes an entry from all three databases and takes bytes off the totals. */
+int an__lmdb_remove_entry(an_cache_t *cache, an__lmdb_write_t *w, const an_cache_key_t *key,
+                          uint64_t bytes)
+{
+    an__lmdb_cache_t *lc = cache->backend;
+    int rc = an__lmdb_remove_index(cache, w, key);
+    if (rc != 0)
         return rc;
     MDB_val k = {AN_CACHE_KEY_BYTES, (void *)key->bytes};
     rc = mdb_del(w->txn, lc->entries_dbi, &k, NULL);
@@ -132,11 +216,69 @@ int an__lmdb_remove_entry(an_cache_t *cache, an__lmdb_write_t *w, const an_cache
 }
 
 
+/* Writes a new entry's record, "access" value and "lru" key, and adds it to the totals. */
+int an__lmdb_insert_entry(an_cache_t *cache, an__lmdb_write_t *w, const an_cache_key_t *key,
+                          const an__cache_item_t *item)
+{
+    an__lmdb_cache_t *lc = cache->backend;
+    an__lmdb_record_t rec = {
+        .created_ms = item->now_ms,
+        .expires_ms = item->expires_ms,
+        .content_type = item->content_type,
+        .content_type_len = item->content_type_len,
+        .namespace_ = item->namespace_,
+        .namespace_len = item->namespace_len,
+        .value = item->value,
+        .value_len = item->value_len,
+    };
+    MDB_val k = {AN_CACHE_KEY_BYTES, (void *)key->bytes}, v;
+    v.mv_size = an__lmdb_record_size(rec.content_type_len, rec.namespace_len, rec.value_len);
+    v.mv_data = NULL;
+    int rc = mdb_put(w->txn, lc->entries_dbi, &k, &v, MDB_RESERVE);
+    if (rc != 0)
+        return rc;
+    an__lmdb_record_encode(&rec, v.mv_data);
+
+    an__lmdb_access_rec_t access = {
+        .last_access_ms = item->now_ms,
+        .lru_seq = ++w->meta[AN__LMDB_META_LRU_SEQ],
+        .hits = 0,
+    };
+    uint8_t access_bytes[AN__LMDB_ACCESS_BYTES];
+    an__lmdb_access_encode(&access, access_bytes);
+    MDB_val access_val = {sizeof(access_bytes), access_bytes};
+    rc = mdb_put(w->txn, lc->access_dbi, &k, &access_val, 0);
+    if (rc != 0)
+        return rc;
+
+    uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
+    an__lmdb_lru_key(access.last_access_ms, access.lru_seq, key, lru_key);
+    MDB_val lru = {sizeof(lru_key), lru_key}, empty = {0, NULL};
+    rc = mdb_put(w->txn, lc->lru_dbi, &lru, &empty, 0);
+    if (rc != 0)
+        return rc;
+
+    w->meta[AN__LMDB_META_ENTRIES]++;
+    w->meta[AN__LMDB_META_BYTES] += item->bytes;
+    return 0;
+}
+
+
+/* Returns the bytes a stored record counts, estimated from its size when it does not decode. */
+uint64_t an__lmdb_stored_bytes(const void *data, size_t len)
+{
+    an__lmdb_record_t rec;
+    if (an__lmdb_record_decode(data, len, &rec) == 0)
+        return an__lmdb_record_bytes(&rec);
+    return an__cache_entry_bytes(len > AN__LMDB_HEADER_BYTES ? len - AN__LMDB_HEADER_BYTES : 0, 0,
+                                 0);
+}
+
+
 /*
  * Removes the entry at the start of the "lru" index and adds one to
  * *evicted. Returns MDB_NOTFOUND when the index is empty. An index key
- * without its record, or a record this build cannot decode, is removed on
- * the way.
+ * whose entry is gone is deleted on the way.
  */
 int an__lmdb_evict_oldest(an_cache_t *cache, an__lmdb_write_t *w, uint64_t *evicted)
 {
@@ -166,29 +308,11 @@ int an__lmdb_evict_oldest(an_cache_t *cache, an__lmdb_write_t *w, uint64_t *evic
         if (rc != 0)
             return rc;
 
-        an__lmdb_record_t rec;
-        if (an__lmdb_record_decode(v.mv_data, v.mv_size, &rec) == 0) {
-            rc = an__lmdb_remove_entry(cache, w, &key, &rec);
-        } else {
-            uint64_t bytes = v.mv_size + AN__CACHE_ENTRY_OVERHEAD_BYTES - AN__LMDB_HEADER_BYTES;
-            rc = mdb_del(w->txn, lc->entries_dbi, &k, NULL);
-            an__lmdb_meta_sub(&w->meta[AN__LMDB_META_ENTRIES], 1);
-            an__lmdb_meta_sub(&w->meta[AN__LMDB_META_BYTES], bytes);
-        }
+        rc = an__lmdb_remove_entry(cache, w, &key, an__lmdb_stored_bytes(v.mv_data, v.mv_size));
         if (rc == 0)
             (*evicted)++;
         return rc;
     }
-}
-
-
-static int compare_touch_key(const void *a, const void *b)
-{
-    const an__lmdb_touch_t *x = a, *y = b;
-    int c = memcmp(x->key.bytes, y->key.bytes, AN_CACHE_KEY_BYTES);
-    if (c != 0)
-        return c;
-    return (x->at_ms > y->at_ms) - (x->at_ms < y->at_ms);
 }
 
 
@@ -201,33 +325,15 @@ static int compare_touch_time(const void *a, const void *b)
 }
 
 
-/* Merges touches of one key into one with the latest time and the summed count. */
-static size_t merge_touches(an__lmdb_touch_t *touches, size_t n)
-{
-    qsort(touches, n, sizeof(*touches), compare_touch_key);
-    size_t out = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (out > 0 &&
-            memcmp(touches[out - 1].key.bytes, touches[i].key.bytes, AN_CACHE_KEY_BYTES) == 0) {
-            touches[out - 1].at_ms = touches[i].at_ms; /* sorted, so the later time */
-            touches[out - 1].count += touches[i].count;
-            continue;
-        }
-        touches[out++] = touches[i];
-    }
-    return out;
-}
-
-
 /*
- * Rewrites one entry's record with its new hit count and, when the hit is
- * newer than its last access, moves its "lru" key to the hit's time. A hit
- * older than the record's creation belonged to an entry since replaced.
+ * Adds a pending hit count to one entry's "access" value and, when the
+ * latest hit is newer than its last access, moves its "lru" key to the
+ * hit's time. A hit older than the record's creation belonged to an entry
+ * since replaced, and is dropped.
  */
 static int apply_touch(an_cache_t *cache, an__lmdb_write_t *w, const an__lmdb_touch_t *touch)
 {
     an__lmdb_cache_t *lc = cache->backend;
-    an_buf_t *scratch = &lc->access.scratch;
     MDB_val k = {AN_CACHE_KEY_BYTES, (void *)touch->key.bytes}, v;
     int rc = mdb_get(w->txn, lc->entries_dbi, &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -238,41 +344,46 @@ static int apply_touch(an_cache_t *cache, an__lmdb_write_t *w, const an__lmdb_to
     if (an__lmdb_record_decode(v.mv_data, v.mv_size, &rec) != 0 || touch->at_ms < rec.created_ms)
         return 0;
 
-    /* LMDB may reuse v's page once the record is written, so work on a copy. */
-    if (an__cache_copy_value(scratch, v.mv_data, v.mv_size) != 0)
-        return ENOMEM;
+    rc = mdb_get(w->txn, lc->access_dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    an__lmdb_access_rec_t access;
+    if (an__lmdb_access_decode(v.mv_data, v.mv_size, &access) != 0)
+        return 0;
 
-    int64_t last_access_ms = rec.last_access_ms;
-    uint64_t lru_seq = rec.lru_seq;
-    if (touch->at_ms >= rec.last_access_ms) {
+    if (touch->at_ms >= access.last_access_ms) {
         uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
-        an__lmdb_lru_key(rec.last_access_ms, rec.lru_seq, &touch->key, lru_key);
+        an__lmdb_lru_key(access.last_access_ms, access.lru_seq, &touch->key, lru_key);
         MDB_val lru = {sizeof(lru_key), lru_key}, empty = {0, NULL};
         rc = mdb_del(w->txn, lc->lru_dbi, &lru, NULL);
         if (rc != 0 && rc != MDB_NOTFOUND)
             return rc;
 
-        last_access_ms = touch->at_ms;
-        lru_seq = ++w->meta[AN__LMDB_META_LRU_SEQ];
-        an__lmdb_lru_key(last_access_ms, lru_seq, &touch->key, lru_key);
+        access.last_access_ms = touch->at_ms;
+        access.lru_seq = ++w->meta[AN__LMDB_META_LRU_SEQ];
+        an__lmdb_lru_key(access.last_access_ms, access.lru_seq, &touch->key, lru_key);
         rc = mdb_put(w->txn, lc->lru_dbi, &lru, &empty, 0);
         if (rc != 0)
             return rc;
     }
 
-    an__lmdb_record_set_access(scratch->data, last_access_ms, lru_seq, rec.hits + touch->count);
-    MDB_val updated = {scratch->len, scratch->data};
-    return mdb_put(w->txn, lc->entries_dbi, &k, &updated, 0);
+    access.hits += touch->count;
+    uint8_t access_bytes[AN__LMDB_ACCESS_BYTES];
+    an__lmdb_access_encode(&access, access_bytes);
+    MDB_val updated = {sizeof(access_bytes), access_bytes};
+    return mdb_put(w->txn, lc->access_dbi, &k, &updated, 0);
 }
 
 
 /*
  * Applies every pending hit in w. The pending array is swapped with the
  * spare one under touch_lock, so lookups keep recording while this runs.
- * Hits are applied in time order, so equal times still get increasing
- * lru_seq values in the order they happened. If the transaction later
- * aborts, the hits taken here are lost and their entries keep their older
- * LRU positions.
+ * Entries are updated in the order of their latest hit, so entries hit in
+ * the same millisecond still get increasing lru_seq values. If the
+ * transaction later aborts, the hits taken here are lost and their entries
+ * keep their older LRU positions.
  */
 int an__lmdb_apply_touches(an_cache_t *cache, an__lmdb_write_t *w)
 {
@@ -283,22 +394,23 @@ int an__lmdb_apply_touches(an_cache_t *cache, an__lmdb_write_t *w)
     an__lmdb_list_t batch = access->pending;
     access->pending = access->spare;
     access->pending.len = 0;
+    if (access->slots)
+        memset(access->slots, 0, (access->slot_mask + 1) * sizeof(*access->slots));
     uint64_t dropped = access->dropped;
     access->dropped = 0;
     pthread_mutex_unlock(&access->touch_lock);
 
     if (dropped > 0)
         an_logf(AN_LOG_WARN,
-                "cache: %llu hits in \"%s\" were not recorded because more than %d awaited a "
-                "flush; flush more often",
+                "cache: %llu hits in \"%s\" were not recorded because more than %d entries "
+                "awaited a flush; flush more often",
                 (unsigned long long)dropped, cache->path, MAX_PENDING_TOUCHES);
 
     int rc = 0;
     if (batch.len > 0) {
         an__lmdb_touch_t *touches = batch.items;
-        size_t n = merge_touches(touches, batch.len);
-        qsort(touches, n, sizeof(*touches), compare_touch_time);
-        for (size_t i = 0; i < n && rc == 0; i++)
+        qsort(touches, batch.len, sizeof(*touches), compare_touch_time);
+        for (size_t i = 0; i < batch.len && rc == 0; i++)
             rc = apply_touch(cache, w, &touches[i]);
     }
 
@@ -335,7 +447,7 @@ int an__lmdb_delete_expired(an_cache_t *cache, an__lmdb_write_t *w, int64_t now_
         if (an__lmdb_record_decode(v.mv_data, v.mv_size, &rec) != 0)
             continue;
         if (rec.expires_ms != 0 && now_ms >= rec.expires_ms)
-            rc = an__lmdb_remove_entry(cache, w, &expired[i].key, &rec);
+            rc = an__lmdb_remove_entry(cache, w, &expired[i].key, an__lmdb_record_bytes(&rec));
     }
     free(batch.items);
     return rc;

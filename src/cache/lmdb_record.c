@@ -1,6 +1,7 @@
 /*
- * Encoding of the lmdb backend's records and LRU index keys, byte by byte as
- * laid out in lmdb_internal.h. Pure functions: no LMDB calls, no locks.
+ * Encoding of the lmdb backend's records, access values and LRU index keys,
+ * byte by byte as laid out in lmdb_internal.h. Pure functions: no LMDB
+ * calls, no locks.
  */
 #include <string.h>
 
@@ -61,10 +62,7 @@ void an__lmdb_record_encode(const an__lmdb_record_t *rec, void *out)
     p[2] = (uint8_t)rec->namespace_len;
     an__lmdb_u64_store(p + 8, (uint64_t)rec->created_ms);
     an__lmdb_u64_store(p + 16, (uint64_t)rec->expires_ms);
-    an__lmdb_u64_store(p + 24, (uint64_t)rec->last_access_ms);
-    an__lmdb_u64_store(p + 32, rec->lru_seq);
-    an__lmdb_u64_store(p + 40, rec->hits);
-    an__lmdb_u64_store(p + 48, rec->value_len);
+    an__lmdb_u64_store(p + 24, rec->value_len);
 
     p += AN__LMDB_HEADER_BYTES;
     memcpy(p, rec->content_type, rec->content_type_len);
@@ -91,10 +89,7 @@ int an__lmdb_record_decode(const void *data, size_t len, an__lmdb_record_t *rec)
     rec->namespace_len = p[2];
     rec->created_ms = (int64_t)an__lmdb_u64_load(p + 8);
     rec->expires_ms = (int64_t)an__lmdb_u64_load(p + 16);
-    rec->last_access_ms = (int64_t)an__lmdb_u64_load(p + 24);
-    rec->lru_seq = an__lmdb_u64_load(p + 32);
-    rec->hits = an__lmdb_u64_load(p + 40);
-    uint64_t value_len = an__lmdb_u64_load(p + 48);
+    uint64_t value_len = an__lmdb_u64_load(p + 24);
     if (rec->content_type_len >= AN_CACHE_MAX_CONTENT_TYPE ||
         rec->namespace_len >= AN_CACHE_MAX_NAMESPACE ||
         value_len != len - an__lmdb_record_size(rec->content_type_len, rec->namespace_len, 0))
@@ -108,13 +103,24 @@ int an__lmdb_record_decode(const void *data, size_t len, an__lmdb_record_t *rec)
 }
 
 
-void an__lmdb_record_set_access(void *data, int64_t last_access_ms, uint64_t lru_seq,
-                                uint64_t hits)
+void an__lmdb_access_encode(const an__lmdb_access_rec_t *access, uint8_t out[AN__LMDB_ACCESS_BYTES])
 {
-    uint8_t *p = data;
-    an__lmdb_u64_store(p + 24, (uint64_t)last_access_ms);
-    an__lmdb_u64_store(p + 32, lru_seq);
-    an__lmdb_u64_store(p + 40, hits);
+    an__lmdb_u64_store(out, (uint64_t)access->last_access_ms);
+    an__lmdb_u64_store(out + 8, access->lru_seq);
+    an__lmdb_u64_store(out + 16, access->hits);
+}
+
+
+/* Decodes an "access" value; AN_EIO when its size is not AN__LMDB_ACCESS_BYTES. */
+int an__lmdb_access_decode(const void *data, size_t len, an__lmdb_access_rec_t *access)
+{
+    const uint8_t *p = data;
+    if (len != AN__LMDB_ACCESS_BYTES)
+        return AN_EIO;
+    access->last_access_ms = (int64_t)an__lmdb_u64_load(p);
+    access->lru_seq = an__lmdb_u64_load(p + 8);
+    access->hits = an__lmdb_u64_load(p + 16);
+    return 0;
 }
 
 
@@ -127,7 +133,7 @@ uint64_t an__lmdb_record_bytes(const an__lmdb_record_t *rec)
 void an__lmdb_lru_key(int64_t last_access_ms, uint64_t lru_seq, const an_cache_key_t *key,
                       uint8_t out[AN__LMDB_LRU_KEY_BYTES])
 {
-    /* Times before the epoch sort as 0; the clock never produces them outside tests. */
+    /* Times before the epoch sort as 0. Only a test clock produces them. */
     u64_store_be(out, last_access_ms > 0 ? (uint64_t)last_access_ms : 0);
     u64_store_be(out + 8, lru_seq);
     memcpy(out + 16, key->bytes, AN_CACHE_KEY_BYTES);

@@ -201,6 +201,45 @@ static void hits_reach_record_after_flush(void **state)
 }
 
 
+/* Hits on one entry take one pending slot, so more hits than the pending cap are all counted. */
+static void hot_entry_hits_all_counted(void **state)
+{
+    fixture_t *f = *state;
+    enum { HITS = 100000 };
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "hot", NULL, -1), 0);
+    for (int i = 0; i < HITS; i++)
+        assert_true(present(cache, 1));
+    assert_int_equal(an_cache_flush(cache), 0);
+
+    an_cache_meta_t meta;
+    assert_int_equal(get_n(cache, 1, NULL, &meta), 0);
+    assert_int_equal(meta.hits, HITS + 1);
+    an_cache_close(cache);
+}
+
+
+/* A hit recorded before an entry was replaced does not count for the new entry. */
+static void replaced_entry_starts_without_hits(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, &clock);
+    assert_int_equal(put_text(cache, 1, "old", NULL, -1), 0);
+    clock.now_ms += 10;
+    assert_true(present(cache, 1));
+    clock.now_ms += 10;
+    assert_int_equal(put_text(cache, 1, "new", NULL, -1), 0);
+    assert_int_equal(an_cache_flush(cache), 0);
+
+    an_cache_meta_t meta;
+    assert_int_equal(get_n(cache, 1, NULL, &meta), 0);
+    assert_int_equal(meta.hits, 1);
+    assert_int_equal(meta.created_ms, 1700000000020);
+    an_cache_close(cache);
+}
+
+
 static void counters_persist_across_reopen(void **state)
 {
     fixture_t *f = *state;
@@ -686,6 +725,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(entries_persist_across_reopen, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(hits_reach_record_after_flush, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(hot_entry_hits_all_counted, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(replaced_entry_starts_without_hits, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(counters_persist_across_reopen, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(entries_survive_kill_9, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(stats_visible_to_other_process, setup_dir, teardown_dir),

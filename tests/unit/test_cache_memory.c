@@ -283,11 +283,13 @@ static void byte_bound_keeps_max_bytes(void **state)
     for (int i = 8; i < 12; i++)
         assert_true(present(cache, i));
 
-    /* An entry the size of three small ones evicts three of them. */
-    char big[601];
-    memset(big, 'y', 600);
-    big[600] = '\0';
+    /* An entry that counts as much as three small ones evicts three of them. */
+    size_t big_len = 3 * entry_bytes - an__cache_entry_bytes(0, strlen("text/plain"), 0);
+    char *big = malloc(big_len + 1);
+    memset(big, 'y', big_len);
+    big[big_len] = '\0';
     assert_int_equal(put_text(cache, 100, big, NULL, -1), 0);
+    free(big);
     stats = stats_of(cache);
     assert_int_equal(stats.entries, 2);
     assert_true(present(cache, 100));
