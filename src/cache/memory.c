@@ -56,6 +56,16 @@ typedef struct {
     size_t count;
     mem_entry_t *head; /* most recently used */
     mem_entry_t *tail; /* least recently used */
+    /*
+     * Statistics of the operations on this shard. Kept per shard under its
+     * lock, rather than in cache-wide atomics, so that concurrent lookups
+     * do not all write one cache line; an_cache_stats sums them.
+     */
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t stores;
+    uint64_t evictions;
+    uint64_t expirations;
 } mem_shard_t;
 
 typedef struct {
@@ -276,9 +286,9 @@ static int evict_oldest(an_cache_t *cache, mem_cache_t *mc)
         mem_entry_t *victim = oldest_shard->tail;
         if (victim && victim->tick == oldest_tick) {
             shard_remove(mc, oldest_shard, victim);
+            oldest_shard->evictions++;
             pthread_mutex_unlock(&oldest_shard->lock);
             free(victim);
-            atomic_fetch_add(&cache->counters.evictions, 1);
             return 1;
         }
         pthread_mutex_unlock(&oldest_shard->lock);
@@ -384,17 +394,17 @@ static int memory_get(an_cache_t *cache, const an_cache_key_t *key, int64_t now_
     pthread_mutex_lock(&shard->lock);
     mem_entry_t *e = shard_find(shard, key, hash);
     if (!e) {
+        shard->misses++;
         pthread_mutex_unlock(&shard->lock);
-        atomic_fetch_add(&cache->counters.misses, 1);
         return AN_ENOTFOUND;
     }
 
     if (e->expires_ms != 0 && now_ms >= e->expires_ms) {
         shard_remove(mc, shard, e);
+        shard->misses++;
+        shard->expirations++;
         pthread_mutex_unlock(&shard->lock);
         free(e);
-        atomic_fetch_add(&cache->counters.misses, 1);
-        atomic_fetch_add(&cache->counters.expirations, 1);
         return AN_ENOTFOUND;
     }
 
@@ -407,9 +417,8 @@ static int memory_get(an_cache_t *cache, const an_cache_key_t *key, int64_t now_
     e->last_access_ms = now_ms;
     if (meta)
         fill_meta(e, meta);
+    shard->hits++;
     pthread_mutex_unlock(&shard->lock);
-
-    atomic_fetch_add(&cache->counters.hits, 1);
     return 0;
 }
 
@@ -430,10 +439,10 @@ static int memory_put(an_cache_t *cache, const an_cache_key_t *key, const an__ca
     if (old)
         shard_remove(mc, shard, old);
     shard_insert(mc, shard, e);
+    shard->stores++;
     pthread_mutex_unlock(&shard->lock);
     free(old);
 
-    atomic_fetch_add(&cache->counters.stores, 1);
     evict_to_bounds(cache, mc);
     return 0;
 }
@@ -496,11 +505,16 @@ static int memory_purge(an_cache_t *cache, const char *namespace_, uint64_t *rem
 static int memory_stats(an_cache_t *cache, an_cache_stats_t *stats)
 {
     mem_cache_t *mc = cache->backend;
-    stats->hits = atomic_load(&cache->counters.hits);
-    stats->misses = atomic_load(&cache->counters.misses);
-    stats->stores = atomic_load(&cache->counters.stores);
-    stats->evictions = atomic_load(&cache->counters.evictions);
-    stats->expirations = atomic_load(&cache->counters.expirations);
+    for (uint64_t i = 0; i <= mc->shard_mask; i++) {
+        mem_shard_t *shard = &mc->shards[i];
+        pthread_mutex_lock(&shard->lock);
+        stats->hits += shard->hits;
+        stats->misses += shard->misses;
+        stats->stores += shard->stores;
+        stats->evictions += shard->evictions;
+        stats->expirations += shard->expirations;
+        pthread_mutex_unlock(&shard->lock);
+    }
     stats->entries = atomic_load(&mc->entries);
     stats->bytes = atomic_load(&mc->bytes);
     return 0;
