@@ -116,6 +116,14 @@ void an__cache_set_clock(an_cache_t *cache, an__cache_clock_fn clock, void *ctx)
  */
 int an__cache_lmdb_set_durable(an_cache_t *cache, int durable);
 
+/*
+ * Sets the lmdb map size, for tests that need a full map without writing
+ * max_bytes. LMDB raises a size below the data already stored to that
+ * size. Call it while no other thread uses the cache. Returns AN_EINVAL
+ * for a memory cache.
+ */
+int an__cache_lmdb_set_map_bytes(an_cache_t *cache, uint64_t map_bytes);
+
 /* Replaces the contents of buf with len bytes from data; allocates only to grow buf. */
 int an__cache_copy_value(an_buf_t *buf, const void *data, size_t len);
 

@@ -126,9 +126,13 @@ static void adopt_map_size(an__lmdb_cache_t *lc, const an_cache_t *cache)
     pthread_rwlock_wrlock(&lc->map_lock);
     int rc = mdb_env_set_mapsize(lc->env, 0);
     pthread_rwlock_unlock(&lc->map_lock);
-    an_log(rc == 0 ? AN_LOG_INFO : AN_LOG_ERROR, "cache: adopted a map size grown by another process",
-           "cache", cache->name, "path", cache->path, "error", rc ? mdb_strerror(rc) : "",
-           (const char *)NULL);
+    if (rc == 0)
+        an_log(AN_LOG_INFO, "cache: adopted a map size grown by another process", "cache",
+               cache->name, "path", cache->path, (const char *)NULL);
+    else
+        an_log(AN_LOG_ERROR, "cache: failed to adopt a map size grown by another process",
+               "cache", cache->name, "path", cache->path, "error", mdb_strerror(rc),
+               (const char *)NULL);
 }
 
 
@@ -287,10 +291,41 @@ static int evict_share_fn(an_cache_t *cache, an__lmdb_write_t *w, void *ctx)
 
 
 /*
+ * Grows the map by a quarter, at least MAP_SLACK_BYTES. The caller holds no
+ * transaction. Other processes adopt the new size through MDB_MAP_RESIZED.
+ */
+static int grow_map(an_cache_t *cache)
+{
+    an__lmdb_cache_t *lc = cache->backend;
+    MDB_envinfo info;
+    int rc = mdb_env_info(lc->env, &info);
+    if (rc != 0)
+        return rc;
+    uint64_t step = info.me_mapsize / 4 > MAP_SLACK_BYTES ? info.me_mapsize / 4 : MAP_SLACK_BYTES;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t grown = (info.me_mapsize + step + page - 1) / page * page;
+
+    pthread_rwlock_wrlock(&lc->map_lock);
+    rc = mdb_env_set_mapsize(lc->env, (size_t)grown);
+    pthread_rwlock_unlock(&lc->map_lock);
+
+    char from[32], to[32];
+    snprintf(from, sizeof(from), "%llu", (unsigned long long)info.me_mapsize);
+    snprintf(to, sizeof(to), "%llu", (unsigned long long)grown);
+    an_log(AN_LOG_WARN, "cache: lmdb map full even for eviction; grew the map", "cache",
+           cache->name, "path", cache->path, "map_bytes", from, "new_map_bytes", to,
+           (const char *)NULL);
+    return rc;
+}
+
+
+/*
  * Runs fn in a write transaction. When LMDB reports a full map, which the
  * byte bound should prevent but fragmentation and readers pinning old pages
  * can still cause, evicts a tenth of the entries and retries fn once.
- * Returns an LMDB error code; fn must tolerate being run twice.
+ * Deleting also needs free pages, since LMDB copies every page it changes,
+ * so when even the eviction finds the map full, the map grows first.
+ * Returns an LMDB error code. fn must tolerate being run twice.
  */
 int an__lmdb_write(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx)
 {
@@ -299,16 +334,33 @@ int an__lmdb_write(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx)
         return rc;
 
     evict_share_t share = {0};
-    int evict_rc = write_once(cache, evict_share_fn, &share);
+    rc = write_once(cache, evict_share_fn, &share);
+    if (rc == MDB_MAP_FULL) {
+        rc = grow_map(cache);
+        if (rc == 0)
+            rc = write_once(cache, evict_share_fn, &share);
+    }
+    if (rc != 0)
+        return rc;
+
     char evicted[32];
     snprintf(evicted, sizeof(evicted), "%llu", (unsigned long long)share.evicted);
     an_log(AN_LOG_WARN, "cache: lmdb map full; evicted the oldest entries and retrying", "cache",
-           cache->name, "path", cache->path, "evicted", evict_rc == 0 ? evicted : "0",
-           (const char *)NULL);
-    if (evict_rc != 0)
-        return evict_rc;
+           cache->name, "path", cache->path, "evicted", evicted, (const char *)NULL);
     atomic_fetch_add(&cache->counters.evictions, share.evicted);
     return write_once(cache, fn, ctx);
+}
+
+
+int an__cache_lmdb_set_map_bytes(an_cache_t *cache, uint64_t map_bytes)
+{
+    if (cache->ops != &an__cache_lmdb_ops)
+        return AN_EINVAL;
+    an__lmdb_cache_t *lc = cache->backend;
+    pthread_rwlock_wrlock(&lc->map_lock);
+    int rc = mdb_env_set_mapsize(lc->env, (size_t)map_bytes);
+    pthread_rwlock_unlock(&lc->map_lock);
+    return rc == 0 ? 0 : an__lmdb_error(cache, "set the map size", rc);
 }
 
 

@@ -356,6 +356,54 @@ static void stats_visible_to_other_process(void **state)
 }
 
 
+/*
+ * Another process that opened the directory with a larger max_bytes, and so
+ * a larger map, grows the data file past this process's map. Lookups here
+ * must adopt the larger map instead of failing.
+ */
+static void map_grown_by_other_process_is_adopted(void **state)
+{
+    fixture_t *f = *state;
+    enum { VALUES = 100, VALUE_BYTES = 1 << 20 };
+    an_cache_t *cache = open_lmdb(f->dir, 0, 1 << 20, 0, NULL); /* map of about 66 MiB */
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        an_cache_options_t opts = lmdb_options(f->dir, 0, 512u << 20, 0);
+        an_cache_t *big = NULL;
+        if (an_cache_open(&opts, &big, NULL, 0) != 0)
+            _exit(10);
+        char *value = malloc(VALUE_BYTES);
+        if (!value)
+            _exit(11);
+        memset(value, 'm', VALUE_BYTES);
+        for (int i = 0; i < VALUES; i++) {
+            an_cache_key_t key = key_n(i);
+            an_cache_entry_t entry = {.value = value, .value_len = VALUE_BYTES, .ttl_s = -1};
+            if (an_cache_put(big, &key, &entry) != 0)
+                _exit(12);
+        }
+        free(value);
+        an_cache_close(big);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    an_buf_t value = {0};
+    for (int i = 0; i < VALUES; i += 33) {
+        assert_int_equal(get_n(cache, i, &value, NULL), 0);
+        assert_int_equal(value.len, VALUE_BYTES);
+    }
+    assert_int_equal(stats_of(cache).entries, VALUES);
+    an_buf_free(&value);
+    an_cache_close(cache);
+}
+
+
 static void second_open_in_process_is_rejected(void **state)
 {
     fixture_t *f = *state;
@@ -514,6 +562,36 @@ static void entry_bound_keeps_max_entries(void **state)
     assert_true(present(cache, 1000));
     assert_true(present(cache, 199));
     assert_false(present(cache, 190));
+    an_cache_close(cache);
+}
+
+
+/*
+ * A map that fills up before the byte bound is reached makes a put evict a
+ * tenth of the entries and retry. A map this small is full even for the
+ * eviction, so it also grows the map.
+ */
+static void full_map_evicts_and_retries(void **state)
+{
+    fixture_t *f = *state;
+    enum { PUTS = 2000 };
+    an_cache_t *cache = open_lmdb(f->dir, 0, 1u << 30, 0, NULL);
+    assert_int_equal(an__cache_lmdb_set_map_bytes(cache, 1u << 20), 0);
+
+    char value[1024];
+    memset(value, 'f', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    for (int i = 0; i < PUTS; i++) {
+        if (put_text(cache, i, value, NULL, -1) != 0)
+            fail_msg("put %d failed in a full 1 MiB map", i);
+    }
+
+    an_cache_stats_t stats = stats_of(cache);
+    assert_true(stats.evictions > 0);
+    assert_int_equal(stats.entries + stats.evictions, PUTS);
+    assert_int_equal(stats.stores, PUTS);
+    assert_true(present(cache, PUTS - 1));
+    assert_false(present(cache, 0));
     an_cache_close(cache);
 }
 
@@ -731,6 +809,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(counters_persist_across_reopen, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(entries_survive_kill_9, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(stats_visible_to_other_process, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(map_grown_by_other_process_is_adopted, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(second_open_in_process_is_rejected, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(unwritable_dir_error_names_path_and_fix, setup_dir,
@@ -742,6 +822,7 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(byte_bound_keeps_max_bytes, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(entry_bound_keeps_max_entries, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(full_map_evicts_and_retries, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(put_larger_than_max_bytes_is_too_big, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(ttl_expired_entry_is_miss, setup_dir, teardown_dir),
