@@ -459,10 +459,13 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
     }
     if (an_mkdir_p(path) != 0) {
         int code = errno;
-        an__cache_error(err, err_len,
-                        "cache: cannot create data dir \"%s\" (%s); pass --data-dir or fix the "
-                        "permissions of its parent",
-                        path, errno_name(code));
+        const char *fix = "pass another --data-dir";
+        if (code == EACCES || code == EPERM || code == EROFS)
+            fix = "pass another --data-dir or fix the permissions of its parent";
+        else if (code == ENOTDIR || code == EEXIST)
+            fix = "a file is in the way: remove it or pass another --data-dir";
+        an__cache_error(err, err_len, "cache: cannot create data dir \"%s\" (%s); %s", path,
+                        errno_name(code), fix);
         return AN_EIO;
     }
     if (access(path, W_OK | X_OK) != 0) {
@@ -490,8 +493,11 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
     }
 
     rc = mdb_env_create(&lc->env);
-    if (rc != 0)
+    if (rc != 0) {
+        describe_open_error(cache, rc, 0, err, err_len);
+        rc = AN_EIO;
         goto fail_create;
+    }
     rc = mdb_env_set_maxreaders(lc->env, MAX_READERS);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(lc->env, 4);
@@ -506,8 +512,11 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
      */
     if (rc == 0)
         rc = mdb_env_open(lc->env, path, MDB_NOTLS | MDB_NOMETASYNC, 0644);
-    if (rc != 0)
+    if (rc != 0) {
+        describe_open_error(cache, rc, 0, err, err_len);
+        rc = AN_EIO;
         goto fail_env;
+    }
 
     /* A process killed inside a read leaves its slot taken until someone clears it. */
     int dead = 0;
@@ -521,21 +530,15 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
         rc = write_once(cache, setup_fn, &setup);
     if (rc != 0) {
         describe_open_error(cache, rc, setup.newer_format, err, err_len);
-        goto fail_setup;
+        rc = AN_EIO;
+        goto fail_env;
     }
     return 0;
 
 fail_env:
-    describe_open_error(cache, rc, 0, err, err_len);
-fail_setup:
     mdb_env_close(lc->env);
     lc->env = NULL;
-    rc = AN_EIO;
-    goto fail_unregister;
 fail_create:
-    describe_open_error(cache, rc, 0, err, err_len);
-    rc = AN_EIO;
-fail_unregister:
     registry_remove(lc->real_path);
 fail_registry:
     free(lc->real_path);

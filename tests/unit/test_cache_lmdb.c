@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <openssl/evp.h>
 
 #include "agentnet/cache.h"
@@ -443,6 +444,57 @@ static void unwritable_dir_error_names_path_and_fix(void **state)
 }
 
 
+static void corrupt_data_file_error_names_fix(void **state)
+{
+    fixture_t *f = *state;
+    char data_file[128];
+    snprintf(data_file, sizeof(data_file), "%s/data.mdb", f->dir);
+    FILE *file = fopen(data_file, "w");
+    assert_non_null(file);
+    for (int i = 0; i < 4096; i++)
+        fputc('x', file);
+    fclose(file);
+
+    an_cache_options_t opts = lmdb_options(f->dir, 100, 1 << 20, 0);
+    an_cache_t *cache = NULL;
+    char err[512] = "";
+    assert_int_equal(an_cache_open(&opts, &cache, err, sizeof(err)), AN_EIO);
+    assert_null(cache);
+    assert_non_null(strstr(err, f->dir));
+    assert_non_null(strstr(err, "move its files away or pass another --data-dir"));
+}
+
+
+/* A directory written by a later format version is rejected, not misread. */
+static void newer_format_is_rejected(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_close(open_lmdb(f->dir, 100, 1 << 20, 0, NULL));
+
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    uint8_t version[8] = {2};
+    MDB_val key = {6, "format"}, val = {sizeof(version), version};
+    assert_int_equal(mdb_put(txn, meta, &key, &val, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    an_cache_options_t opts = lmdb_options(f->dir, 100, 1 << 20, 0);
+    an_cache_t *cache = NULL;
+    char err[512] = "";
+    assert_int_equal(an_cache_open(&opts, &cache, err, sizeof(err)), AN_EIO);
+    assert_null(cache);
+    assert_non_null(strstr(err, "format 2"));
+    assert_non_null(strstr(err, "upgrade agentnet"));
+}
+
+
 static void missing_dir_is_created(void **state)
 {
     fixture_t *f = *state;
@@ -815,6 +867,8 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(unwritable_dir_error_names_path_and_fix, setup_dir,
                                         teardown_dir),
+        cmocka_unit_test_setup_teardown(corrupt_data_file_error_names_fix, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(newer_format_is_rejected, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(missing_dir_is_created, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(lru_evicts_least_recent_first, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(lru_counts_unflushed_hits, setup_dir, teardown_dir),
