@@ -291,7 +291,7 @@ static int evict_share_fn(an_cache_t *cache, an__lmdb_write_t *w, void *ctx)
 
 
 /*
- * Grows the map by a quarter, at least MAP_SLACK_BYTES. The caller holds no
+ * Grows the map by a quarter, at least MAP_SLACK_BYTES. The caller must have no
  * transaction. Other processes adopt the new size through MDB_MAP_RESIZED.
  */
 static int grow_map(an_cache_t *cache)

@@ -170,7 +170,7 @@ typedef struct {
 
     /*
      * Serializes flushes with each other and with stats, so that stats never
-     * sees a counter delta both persisted and still pending.
+     * counts a delta twice, once persisted and once still pending.
      */
     pthread_mutex_t flush_lock;
 
