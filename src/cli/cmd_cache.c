@@ -121,13 +121,9 @@ static int run_purge(const cache_settings_t *s)
             failed = 1;
             continue;
         }
+        /* an_cache_purge itself records the audit event. */
         printf("%s: removed %" PRIu64 " entries%s%s\n", cache_names[i], removed,
                s->namespace_ ? " in namespace " : "", s->namespace_ ? s->namespace_ : "");
-
-        char detail[256];
-        snprintf(detail, sizeof(detail), "{\"cache\":\"%s\",\"removed\":%" PRIu64 "}",
-                 cache_names[i], removed);
-        an_event_emit("cache", "purge", "ok", detail);
     }
     if (sink) {
         an_event_set_sink(NULL);
