@@ -78,7 +78,9 @@ unsigned an_conn_cut_slow(an_conn_table_t *t)
     pthread_mutex_lock(&t->lock);
     for (an_conn_track_t *c = t->head; c; c = c->next) {
         uint64_t since = atomic_load(&c->reading_since_ns);
-        if (since == 0 || now - since <= t->timeout_ns || c->fd < 0 || atomic_load(&c->cut))
+        /* since may be later than now: a worker can set it after now was read. */
+        if (since == 0 || since >= now || now - since <= t->timeout_ns || c->fd < 0 ||
+            atomic_load(&c->cut))
             continue;
         /* libmicrohttpd sees the shutdown as a closed socket and cleans up itself. */
         shutdown(c->fd, SHUT_RDWR);
