@@ -122,6 +122,19 @@ int an_cache_purge(an_cache_t *cache, const char *namespace_, uint64_t *removed)
 int an_cache_stats(an_cache_t *cache, an_cache_stats_t *stats);
 
 /*
+ * Counts the entries stored under namespace_ (NULL or "" = the default
+ * namespace) into *entries and their bytes, counted as stats.bytes counts
+ * them, into *bytes. Like an_cache_stats it includes expired entries that
+ * no lookup or flush has removed yet. Hits, misses and the other counters
+ * are kept per cache, so there is no per-namespace form of them. Returns
+ * AN_EINVAL for a namespace of AN_CACHE_MAX_NAMESPACE bytes or more, which
+ * no entry can have. The count takes one pass over every entry: memory
+ * locks one shard at a time, lmdb reads in one read-only transaction.
+ */
+int an_cache_namespace_stats(an_cache_t *cache, const char *namespace_, uint64_t *entries,
+                             uint64_t *bytes);
+
+/*
  * Writes access records and counters kept in memory to persistent storage
  * (lmdb). Called periodically by the server and on close; a no-op for memory.
  */

@@ -313,6 +313,20 @@ int an_cache_stats(an_cache_t *cache, an_cache_stats_t *stats)
 }
 
 
+int an_cache_namespace_stats(an_cache_t *cache, const char *namespace_, uint64_t *entries,
+                             uint64_t *bytes)
+{
+    if (!cache || !entries || !bytes)
+        return AN_EINVAL;
+    *entries = 0;
+    *bytes = 0;
+    const char *name = namespace_ ? namespace_ : "";
+    if (strlen(name) >= AN_CACHE_MAX_NAMESPACE)
+        return AN_EINVAL;
+    return cache->ops->namespace_stats(cache, name, entries, bytes);
+}
+
+
 int an_cache_flush(an_cache_t *cache)
 {
     if (!cache)

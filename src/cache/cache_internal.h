@@ -76,6 +76,9 @@ typedef struct {
     int (*del)(an_cache_t *cache, const an_cache_key_t *key);
     int (*purge)(an_cache_t *cache, const char *namespace_, uint64_t *removed);
     int (*stats)(an_cache_t *cache, an_cache_stats_t *stats);
+    /* namespace_ is never NULL ("" = default); writes both outputs only on success. */
+    int (*namespace_stats)(an_cache_t *cache, const char *namespace_, uint64_t *entries,
+                           uint64_t *bytes);
     int (*flush)(an_cache_t *cache);
 } an__cache_ops_t;
 

@@ -245,6 +245,14 @@ static int lmdb_delete(an_cache_t *cache, const an_cache_key_t *key)
 }
 
 
+static int record_in_namespace(const an__lmdb_record_t *rec, const char *namespace_,
+                               size_t namespace_len)
+{
+    return rec->namespace_len == namespace_len &&
+           memcmp(rec->namespace_, namespace_, namespace_len) == 0;
+}
+
+
 typedef struct {
     const char *namespace_;
     uint64_t removed;
@@ -292,8 +300,7 @@ static int purge_fn(an_cache_t *cache, an__lmdb_write_t *w, void *arg)
         if (k.mv_size != AN_CACHE_KEY_BYTES ||
             an__lmdb_record_decode(v.mv_data, v.mv_size, &rec) != 0)
             continue;
-        if (rec.namespace_len != namespace_len ||
-            memcmp(rec.namespace_, ctx->namespace_, namespace_len) != 0)
+        if (!record_in_namespace(&rec, ctx->namespace_, namespace_len))
             continue;
 
         an_cache_key_t key;
@@ -322,6 +329,61 @@ static int lmdb_purge(an_cache_t *cache, const char *namespace_, uint64_t *remov
     if (rc != 0)
         return an__lmdb_error(cache, "purge entries", rc);
     *removed = ctx.removed;
+    return 0;
+}
+
+
+/*
+ * Counts the entries of one namespace with a cursor over "entries", the
+ * scan purge_fn makes, but in a read-only transaction, so writers in this
+ * and other processes continue meanwhile. Records that do not decode have no
+ * namespace to match and are skipped, as purge skips them. Bytes come from
+ * an__lmdb_record_bytes, the formula the "bytes" total is kept with.
+ *
+ * NOTE: the transaction stays open for the whole scan, which reads every
+ * entry. Meanwhile LMDB cannot reuse the pages that writers free, and a
+ * thread that must adopt a map grown by another process waits for the scan
+ * to end, and with it every new transaction of this process, because
+ * map_lock prefers writers.
+ */
+static int lmdb_namespace_stats(an_cache_t *cache, const char *namespace_, uint64_t *entries,
+                                uint64_t *bytes)
+{
+    an__lmdb_cache_t *lc = cache->backend;
+    size_t namespace_len = strlen(namespace_);
+    uint64_t count = 0, total_bytes = 0;
+
+    MDB_txn *txn;
+    int rc = an__lmdb_read_begin(cache, &txn);
+    if (rc != 0)
+        return an__lmdb_error(cache, "begin a read transaction", rc);
+    MDB_cursor *cursor;
+    rc = mdb_cursor_open(txn, lc->entries_dbi, &cursor);
+    if (rc != 0) {
+        an__lmdb_read_end(cache, txn);
+        return an__lmdb_error(cache, "open a cursor over the entries", rc);
+    }
+
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        an__lmdb_record_t rec;
+        if (k.mv_size != AN_CACHE_KEY_BYTES ||
+            an__lmdb_record_decode(v.mv_data, v.mv_size, &rec) != 0)
+            continue;
+        if (!record_in_namespace(&rec, namespace_, namespace_len))
+            continue;
+        count++;
+        total_bytes += an__lmdb_record_bytes(&rec);
+    }
+
+    /* A read-only transaction does not free its cursors, so close it first. */
+    mdb_cursor_close(cursor);
+    an__lmdb_read_end(cache, txn);
+    if (rc != MDB_NOTFOUND)
+        return an__lmdb_error(cache, "count the entries of a namespace", rc);
+    *entries = count;
+    *bytes = total_bytes;
     return 0;
 }
 
@@ -462,5 +524,6 @@ const an__cache_ops_t an__cache_lmdb_ops = {
     .del = lmdb_delete,
     .purge = lmdb_purge,
     .stats = lmdb_stats,
+    .namespace_stats = lmdb_namespace_stats,
     .flush = lmdb_flush,
 };

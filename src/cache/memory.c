@@ -521,6 +521,37 @@ static int memory_stats(an_cache_t *cache, an_cache_stats_t *stats)
 }
 
 
+/*
+ * Walks every shard's LRU list under that shard's lock. Shards are locked
+ * one at a time, so with concurrent stores the sum mixes shards seen at
+ * slightly different moments, as memory_stats does.
+ */
+static int memory_namespace_stats(an_cache_t *cache, const char *namespace_, uint64_t *entries,
+                                  uint64_t *bytes)
+{
+    mem_cache_t *mc = cache->backend;
+    size_t namespace_len = strlen(namespace_);
+    uint64_t count = 0, total_bytes = 0;
+
+    for (uint64_t i = 0; i <= mc->shard_mask; i++) {
+        mem_shard_t *shard = &mc->shards[i];
+        pthread_mutex_lock(&shard->lock);
+        for (const mem_entry_t *e = shard->head; e; e = e->older) {
+            if (e->namespace_len == namespace_len &&
+                memcmp(entry_namespace(e), namespace_, namespace_len) == 0) {
+                count++;
+                total_bytes += e->bytes;
+            }
+        }
+        pthread_mutex_unlock(&shard->lock);
+    }
+
+    *entries = count;
+    *bytes = total_bytes;
+    return 0;
+}
+
+
 static int memory_flush(an_cache_t *cache)
 {
     (void)cache;
@@ -537,5 +568,6 @@ const an__cache_ops_t an__cache_memory_ops = {
     .del = memory_delete,
     .purge = memory_purge,
     .stats = memory_stats,
+    .namespace_stats = memory_namespace_stats,
     .flush = memory_flush,
 };

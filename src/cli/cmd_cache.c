@@ -20,7 +20,9 @@ static const opt_t cache_options[] = {
     {"--data-dir", "AGENTNET_DATA_DIR", OPT_STRING, offsetof(cache_settings_t, data_dir), "DIR",
      "data directory of the server (default ./var/agentnet)"},
     {"--namespace", NULL, OPT_STRING, offsetof(cache_settings_t, namespace_), "NAME",
-     "purge: only entries stored under this X-AgentNet-Cache-Namespace (default all)"},
+     "stats and purge: only entries stored under this X-AgentNet-Cache-Namespace (\"\" = "
+     "requests without one; default all). With it, stats prints only entries and bytes, because "
+     "hits, misses and the other counters are kept per cache, not per namespace"},
     {"--cache", NULL, OPT_STRING, offsetof(cache_settings_t, cache), "responses|embeddings|all",
      "which cache (default all)"},
     {"--json", NULL, OPT_FLAG, offsetof(cache_settings_t, json), "",
@@ -60,8 +62,79 @@ static int open_cache(const cache_settings_t *s, const char *name, an_cache_t **
     return 0;
 }
 
+/* Prints text as a JSON string. Bytes from 0x80 up are copied, so UTF-8 stays valid. */
+static void print_json_string(const char *text)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/*
+ * stats --namespace: entries and bytes of one namespace per cache. The
+ * per-cache counters are left out because no namespace has its own.
+ */
+static int run_namespace_stats(const cache_settings_t *s)
+{
+    if (strlen(s->namespace_) >= AN_CACHE_MAX_NAMESPACE) {
+        fprintf(stderr, "agentnet cache stats: --namespace is %zu bytes long, more than the "
+                "maximum %d; pass the name the server stored entries under\n",
+                strlen(s->namespace_), AN_CACHE_MAX_NAMESPACE - 1);
+        return 2;
+    }
+
+    int printed = 0, failed = 0;
+    if (s->json)
+        printf("{");
+    else
+        printf("%-11s %-24s %10s %12s\n", "cache", "namespace", "entries", "bytes");
+    for (size_t i = 0; i < 2; i++) {
+        if (strcmp(s->cache, "all") != 0 && strcmp(s->cache, cache_names[i]) != 0)
+            continue;
+        an_cache_t *cache;
+        if (open_cache(s, cache_names[i], &cache) != 0) {
+            failed = 1;
+            continue;
+        }
+        uint64_t entries = 0, bytes = 0;
+        int rc = an_cache_namespace_stats(cache, s->namespace_, &entries, &bytes);
+        an_cache_close(cache);
+        if (rc != 0) {
+            fprintf(stderr, "agentnet cache stats: counting namespace \"%s\" in %s failed: %s\n",
+                    s->namespace_, cache_names[i], an_strerror(rc));
+            failed = 1;
+            continue;
+        }
+
+        if (s->json) {
+            printf("%s\"%s\":{\"namespace\":", printed ? "," : "", cache_names[i]);
+            print_json_string(s->namespace_);
+            printf(",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", entries, bytes);
+        } else {
+            /* The server rejects namespaces with parentheses, so none is named "(default)". */
+            const char *label = s->namespace_[0] ? s->namespace_ : "(default)";
+            printf("%-11s %-24s %10" PRIu64 " %12" PRIu64 "\n", cache_names[i], label, entries,
+                   bytes);
+        }
+        printed++;
+    }
+    if (s->json)
+        printf("}\n");
+    return failed ? 1 : 0;
+}
+
 static int run_stats(const cache_settings_t *s)
 {
+    if (s->namespace_)
+        return run_namespace_stats(s);
+
     int printed = 0, failed = 0;
     if (s->json)
         printf("{");

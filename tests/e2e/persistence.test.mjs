@@ -140,6 +140,54 @@ test('cache stats --json reports responses entries', async (t) => {
   assert.equal(report.embeddings.entries, 0, `embeddings.entries in ${stats.stdout}`);
 });
 
+// Runs `agentnet cache stats --json` on dataDir, with --namespace when
+// `namespace` is given, and returns the parsed report.
+function cacheStatsJson(dataDir, namespace) {
+  const args = ['cache', 'stats', '--data-dir', dataDir, '--json'];
+  if (namespace !== undefined) {
+    args.push('--namespace', namespace);
+  }
+  const result = runAgentnet(args);
+  assert.equal(result.status, 0, `agentnet ${args.join(' ')} failed: ${result.stderr}`);
+  return JSON.parse(result.stdout);
+}
+
+test('cache stats --namespace counts only that namespace', async (t) => {
+  const { dataDir, launch } = await startPersistentSetup(t);
+  const gateway = await launch();
+  const requests = [
+    ['first in a', 'a'],
+    ['second in a', 'a'],
+    ['only in b', 'b'],
+  ];
+  for (const [content, namespace] of requests) {
+    const headers = { 'X-AgentNet-Cache-Namespace': namespace };
+    const response = await postJson(gateway, CHAT, chatBody(content), headers);
+    assertHeader(response.headers, 'x-agentnet-cache', 'miss', content);
+  }
+  await gateway.stop();
+
+  const a = cacheStatsJson(dataDir, 'a');
+  const text = JSON.stringify(a);
+  assert.deepEqual(Object.keys(a.responses), ['namespace', 'entries', 'bytes'], `keys in ${text}`);
+  assert.equal(a.responses.namespace, 'a', `responses.namespace in ${text}`);
+  assert.equal(a.responses.entries, 2, `responses.entries for namespace a in ${text}`);
+  assert.equal(a.embeddings.entries, 0, `embeddings.entries for namespace a in ${text}`);
+
+  const b = cacheStatsJson(dataDir, 'b');
+  assert.equal(b.responses.entries, 1, `responses.entries for namespace b in ${JSON.stringify(b)}`);
+  const unnamed = cacheStatsJson(dataDir, '');
+  assert.equal(unnamed.responses.entries, 0, `responses.entries for "" in ${JSON.stringify(unnamed)}`);
+
+  // Every entry is in a or b, so their bytes add up to the cache's total.
+  const total = cacheStatsJson(dataDir);
+  assert.equal(
+    a.responses.bytes + b.responses.bytes,
+    total.responses.bytes,
+    `bytes of a (${a.responses.bytes}) plus b (${b.responses.bytes}) against the total`,
+  );
+});
+
 test('cache purge empties the response cache', async (t) => {
   const { fake, dataDir, launch } = await startPersistentSetup(t);
   const body = chatBody('purge me');

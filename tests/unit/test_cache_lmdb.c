@@ -760,6 +760,114 @@ static void purge_by_namespace_keeps_others(void **state)
 }
 
 
+/* Checks the entries and bytes an_cache_namespace_stats returns for namespace_. */
+static void assert_namespace_stats(an_cache_t *cache, const char *namespace_,
+                                   uint64_t expected_entries, uint64_t expected_bytes)
+{
+    const char *label = namespace_ ? namespace_ : "(NULL)";
+    uint64_t entries = UINT64_MAX, bytes = UINT64_MAX;
+    assert_int_equal(an_cache_namespace_stats(cache, namespace_, &entries, &bytes), 0);
+    if (entries != expected_entries)
+        fail_msg("namespace \"%s\": %llu entries, expected %llu", label,
+                 (unsigned long long)entries, (unsigned long long)expected_entries);
+    if (bytes != expected_bytes)
+        fail_msg("namespace \"%s\": %llu bytes, expected %llu", label,
+                 (unsigned long long)bytes, (unsigned long long)expected_bytes);
+}
+
+
+/*
+ * 300 entries of 1 to 7 bytes in "a", "b" and the default namespace, enough
+ * to spread the scan over several LMDB pages, plus one in "ab" that "a" must
+ * not match. The counts must hold after a reopen, which is how agentnet
+ * cache stats reads them, and purging "a" must leave the others as they were.
+ */
+static void namespace_stats_count_only_that_namespace(void **state)
+{
+    fixture_t *f = *state;
+    size_t type_len = strlen("application/json");
+    static const char *const namespaces[] = {"a", "b", NULL};
+    uint64_t expected_entries[3] = {0}, expected_bytes[3] = {0};
+    an_cache_t *cache = open_lmdb(f->dir, 1000, 1 << 22, 0, NULL);
+    for (int i = 0; i < 300; i++) {
+        char value[8] = "xxxxxxx";
+        size_t value_len = (size_t)(i % 7) + 1;
+        value[value_len] = '\0';
+        const char *namespace_ = namespaces[i % 3];
+        assert_int_equal(put_text(cache, i, value, namespace_, -1), 0);
+        expected_entries[i % 3]++;
+        expected_bytes[i % 3] +=
+            an__cache_entry_bytes(value_len, type_len, namespace_ ? strlen(namespace_) : 0);
+    }
+    assert_int_equal(put_text(cache, 1000, "prefix", "ab", -1), 0);
+    uint64_t ab_bytes = an__cache_entry_bytes(6, type_len, 2);
+
+    assert_namespace_stats(cache, "a", expected_entries[0], expected_bytes[0]);
+    assert_namespace_stats(cache, "b", expected_entries[1], expected_bytes[1]);
+    assert_namespace_stats(cache, NULL, expected_entries[2], expected_bytes[2]);
+    assert_namespace_stats(cache, "", expected_entries[2], expected_bytes[2]);
+    assert_namespace_stats(cache, "ab", 1, ab_bytes);
+    assert_namespace_stats(cache, "c", 0, 0);
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.bytes,
+                     expected_bytes[0] + expected_bytes[1] + expected_bytes[2] + ab_bytes);
+    an_cache_close(cache);
+
+    cache = open_lmdb(f->dir, 1000, 1 << 22, 0, NULL);
+    assert_namespace_stats(cache, "a", expected_entries[0], expected_bytes[0]);
+    assert_namespace_stats(cache, "b", expected_entries[1], expected_bytes[1]);
+    assert_namespace_stats(cache, NULL, expected_entries[2], expected_bytes[2]);
+
+    uint64_t removed = 0;
+    assert_int_equal(an_cache_purge(cache, "a", &removed), 0);
+    assert_int_equal(removed, expected_entries[0]);
+    assert_namespace_stats(cache, "a", 0, 0);
+    assert_namespace_stats(cache, "b", expected_entries[1], expected_bytes[1]);
+    assert_namespace_stats(cache, NULL, expected_entries[2], expected_bytes[2]);
+    assert_namespace_stats(cache, "ab", 1, ab_bytes);
+    an_cache_close(cache);
+}
+
+
+/*
+ * Replacing an entry under another namespace moves its count and bytes,
+ * also when another process replaces it while this one has the cache open.
+ */
+static void namespace_stats_follow_replaced_entry(void **state)
+{
+    fixture_t *f = *state;
+    size_t type_len = strlen("application/json");
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "first", "a", -1), 0);
+    assert_namespace_stats(cache, "a", 1, an__cache_entry_bytes(5, type_len, 1));
+
+    assert_int_equal(put_text(cache, 1, "replaced", "b", -1), 0);
+    assert_namespace_stats(cache, "a", 0, 0);
+    assert_namespace_stats(cache, "b", 1, an__cache_entry_bytes(8, type_len, 1));
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        an_cache_options_t opts = lmdb_options(f->dir, 100, 1 << 20, 0);
+        an_cache_t *other = NULL;
+        if (an_cache_open(&opts, &other, NULL, 0) != 0)
+            _exit(10);
+        if (put_text(other, 1, "back", "a", -1) != 0)
+            _exit(11);
+        an_cache_close(other);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    assert_namespace_stats(cache, "a", 1, an__cache_entry_bytes(4, type_len, 1));
+    assert_namespace_stats(cache, "b", 0, 0);
+    an_cache_close(cache);
+}
+
+
 static void delete_removes_one_entry(void **state)
 {
     fixture_t *f = *state;
@@ -909,6 +1017,10 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(ttl_expired_entry_is_miss, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(purge_by_namespace_keeps_others, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(namespace_stats_count_only_that_namespace, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(namespace_stats_follow_replaced_entry, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(delete_removes_one_entry, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(put_replaces_existing_entry, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(concurrent_get_put_keeps_bounds, setup_dir, teardown_dir),

@@ -473,6 +473,86 @@ static void purge_by_namespace_keeps_others(void **state)
 }
 
 
+/* Checks the entries and bytes an_cache_namespace_stats returns for namespace_. */
+static void assert_namespace_stats(an_cache_t *cache, const char *namespace_,
+                                   uint64_t expected_entries, uint64_t expected_bytes)
+{
+    const char *label = namespace_ ? namespace_ : "(NULL)";
+    uint64_t entries = UINT64_MAX, bytes = UINT64_MAX;
+    assert_int_equal(an_cache_namespace_stats(cache, namespace_, &entries, &bytes), 0);
+    if (entries != expected_entries)
+        fail_msg("namespace \"%s\": %llu entries, expected %llu", label,
+                 (unsigned long long)entries, (unsigned long long)expected_entries);
+    if (bytes != expected_bytes)
+        fail_msg("namespace \"%s\": %llu bytes, expected %llu", label,
+                 (unsigned long long)bytes, (unsigned long long)expected_bytes);
+}
+
+
+static void namespace_stats_count_only_that_namespace(void **state)
+{
+    (void)state;
+    size_t type_len = strlen("text/plain");
+    an_cache_t *cache = open_memory(100, 1 << 20, 0, 4, NULL);
+    assert_int_equal(put_text(cache, 1, "one", "a", -1), 0);
+    assert_int_equal(put_text(cache, 2, "second", "a", -1), 0);
+    assert_int_equal(put_text(cache, 3, "x", "b", -1), 0);
+    assert_int_equal(put_text(cache, 4, "default", NULL, -1), 0);
+    assert_int_equal(put_text(cache, 5, "empty", "", -1), 0);
+    assert_int_equal(put_text(cache, 6, "prefix", "ab", -1), 0); /* "a" must not match it */
+
+    uint64_t a_bytes =
+        an__cache_entry_bytes(3, type_len, 1) + an__cache_entry_bytes(6, type_len, 1);
+    uint64_t b_bytes = an__cache_entry_bytes(1, type_len, 1);
+    uint64_t default_bytes = an__cache_entry_bytes(7, type_len, 0) +
+                             an__cache_entry_bytes(5, type_len, 0);
+    uint64_t ab_bytes = an__cache_entry_bytes(6, type_len, 2);
+    assert_namespace_stats(cache, "a", 2, a_bytes);
+    assert_namespace_stats(cache, "b", 1, b_bytes);
+    assert_namespace_stats(cache, NULL, 2, default_bytes);
+    assert_namespace_stats(cache, "", 2, default_bytes);
+    assert_namespace_stats(cache, "ab", 1, ab_bytes);
+    assert_namespace_stats(cache, "c", 0, 0);
+    assert_int_equal(stats_of(cache).bytes, a_bytes + b_bytes + default_bytes + ab_bytes);
+
+    /* Moving an entry to another namespace moves its bytes too. */
+    assert_int_equal(put_text(cache, 2, "second", "b", -1), 0);
+    assert_namespace_stats(cache, "a", 1, an__cache_entry_bytes(3, type_len, 1));
+    assert_namespace_stats(cache, "b", 2, b_bytes + an__cache_entry_bytes(6, type_len, 1));
+
+    uint64_t removed = 0;
+    assert_int_equal(an_cache_purge(cache, "a", &removed), 0);
+    assert_int_equal(removed, 1);
+    assert_namespace_stats(cache, "a", 0, 0);
+    assert_namespace_stats(cache, "b", 2, b_bytes + an__cache_entry_bytes(6, type_len, 1));
+    assert_namespace_stats(cache, NULL, 2, default_bytes);
+    assert_namespace_stats(cache, "ab", 1, ab_bytes);
+    an_cache_close(cache);
+}
+
+
+static void namespace_stats_rejects_invalid_arguments(void **state)
+{
+    (void)state;
+    an_cache_t *cache = open_memory(10, 1 << 20, 0, 1, NULL);
+    char too_long[AN_CACHE_MAX_NAMESPACE + 1];
+    memset(too_long, 'n', AN_CACHE_MAX_NAMESPACE);
+    too_long[AN_CACHE_MAX_NAMESPACE] = '\0';
+    uint64_t entries = 0, bytes = 0;
+    assert_int_equal(an_cache_namespace_stats(cache, too_long, &entries, &bytes), AN_EINVAL);
+    assert_int_equal(an_cache_namespace_stats(cache, "a", NULL, &bytes), AN_EINVAL);
+    assert_int_equal(an_cache_namespace_stats(cache, "a", &entries, NULL), AN_EINVAL);
+    assert_int_equal(an_cache_namespace_stats(NULL, "a", &entries, &bytes), AN_EINVAL);
+
+    too_long[AN_CACHE_MAX_NAMESPACE - 1] = '\0'; /* the maximum length put accepts */
+    assert_int_equal(put_text(cache, 1, "v", too_long, -1), 0);
+    uint64_t longest_bytes =
+        an__cache_entry_bytes(1, strlen("text/plain"), AN_CACHE_MAX_NAMESPACE - 1);
+    assert_namespace_stats(cache, too_long, 1, longest_bytes);
+    an_cache_close(cache);
+}
+
+
 static void delete_removes_one_entry(void **state)
 {
     (void)state;
@@ -606,6 +686,8 @@ int main(void)
         cmocka_unit_test(ttl_zero_never_expires),
         cmocka_unit_test(stats_count_each_operation),
         cmocka_unit_test(purge_by_namespace_keeps_others),
+        cmocka_unit_test(namespace_stats_count_only_that_namespace),
+        cmocka_unit_test(namespace_stats_rejects_invalid_arguments),
         cmocka_unit_test(delete_removes_one_entry),
         cmocka_unit_test(table_growth_keeps_every_entry),
         cmocka_unit_test(concurrent_get_put_keeps_bounds),
