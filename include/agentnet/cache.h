@@ -186,6 +186,15 @@ int an_cache_key_request(const an_cache_key_scope_t *scope, const json_t *body,
                          an_cache_key_t *out);
 
 /*
+ * Computes SHA-256 over the scope and the body bytes exactly as sent, with
+ * no canonical form, so only byte-identical requests share it. The gateway
+ * uses it to remember the canonical key of a body it has parsed before and
+ * skip parsing an exact repeat. It is not a cache key itself.
+ */
+int an_cache_key_raw(const an_cache_key_scope_t *scope, const void *body, size_t body_len,
+                     an_cache_key_t *out);
+
+/*
  * Writes the canonical JSON of value (keys sorted, compact, integral floats
  * as integers) to out, replacing its contents, and leaves out top-level
  * ignored fields when skip_ignored is non-zero and value is an object.

@@ -14,6 +14,8 @@
 
 /* Domain separator and version of the key material; bump it when the form changes. */
 #define KEY_PREFIX "agentnet-cache-v1"
+/* Prefix of raw keys, which hash the body bytes as sent (an_cache_key_raw). */
+#define RAW_KEY_PREFIX "agentnet-raw-v1"
 
 /*
  * Deepest nesting the writer follows. Jansson's parser stops at 2048 levels,
@@ -293,6 +295,38 @@ static int digest_field(EVP_MD_CTX *md, const char *text)
 }
 
 
+/* Starts a SHA-256 over prefix and the scope members, each NUL-terminated. */
+static int digest_scope(EVP_MD_CTX *md, const char *prefix, const an_cache_key_scope_t *scope)
+{
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        return AN_EIO;
+
+    /* The Authorization header enters as the hex of its own digest, so no secret is hashed raw. */
+    char auth_hex[2 * AN_CACHE_KEY_BYTES + 1] = "";
+    if (scope->authorization && scope->authorization[0]) {
+        unsigned char auth_digest[EVP_MAX_MD_SIZE];
+        unsigned int auth_len = 0;
+        if (EVP_Digest(scope->authorization, strlen(scope->authorization), auth_digest, &auth_len,
+                       EVP_sha256(), NULL) != 1)
+            return AN_EIO;
+        an_hex_encode(auth_digest, auth_len, auth_hex);
+    }
+
+    if (digest_field(md, prefix) != 0 || digest_field(md, scope->route) != 0 ||
+        digest_field(md, scope->namespace_) != 0 || digest_field(md, scope->tenant) != 0 ||
+        digest_field(md, auth_hex) != 0)
+        return AN_EIO;
+    return 0;
+}
+
+
+static int digest_final(EVP_MD_CTX *md, an_cache_key_t *out)
+{
+    unsigned int len = 0;
+    return EVP_DigestFinal_ex(md, out->bytes, &len) == 1 && len == AN_CACHE_KEY_BYTES ? 0 : AN_EIO;
+}
+
+
 int an_cache_key_request(const an_cache_key_scope_t *scope, const json_t *body,
                          an_cache_key_t *out)
 {
@@ -302,37 +336,34 @@ int an_cache_key_request(const an_cache_key_scope_t *scope, const json_t *body,
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md)
         return AN_ENOMEM;
-    int rc = AN_EIO;
-    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-        goto done;
-
-    /* The Authorization header enters as the hex of its own digest, so no secret is hashed raw. */
-    char auth_hex[2 * AN_CACHE_KEY_BYTES + 1] = "";
-    if (scope->authorization && scope->authorization[0]) {
-        unsigned char auth_digest[EVP_MAX_MD_SIZE];
-        unsigned int auth_len = 0;
-        if (EVP_Digest(scope->authorization, strlen(scope->authorization), auth_digest, &auth_len,
-                       EVP_sha256(), NULL) != 1)
-            goto done;
-        an_hex_encode(auth_digest, auth_len, auth_hex);
+    int rc = digest_scope(md, KEY_PREFIX, scope);
+    if (rc == 0) {
+        canon_out_t sink = {.md = md};
+        write_value(&sink, body, 0, 1);
+        out_drain(&sink);
+        rc = sink.rc;
     }
+    if (rc == 0)
+        rc = digest_final(md, out);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
 
-    if (digest_field(md, KEY_PREFIX) != 0 || digest_field(md, scope->route) != 0 ||
-        digest_field(md, scope->namespace_) != 0 || digest_field(md, scope->tenant) != 0 ||
-        digest_field(md, auth_hex) != 0)
-        goto done;
 
-    canon_out_t sink = {.md = md};
-    write_value(&sink, body, 0, 1);
-    out_drain(&sink);
-    rc = sink.rc;
-    if (rc != 0)
-        goto done;
+int an_cache_key_raw(const an_cache_key_scope_t *scope, const void *body, size_t body_len,
+                     an_cache_key_t *out)
+{
+    if (!scope || !out || (!body && body_len))
+        return AN_EINVAL;
 
-    unsigned int len = 0;
-    rc = EVP_DigestFinal_ex(md, out->bytes, &len) == 1 && len == AN_CACHE_KEY_BYTES ? 0 : AN_EIO;
-
-done:
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md)
+        return AN_ENOMEM;
+    int rc = digest_scope(md, RAW_KEY_PREFIX, scope);
+    if (rc == 0 && body_len && EVP_DigestUpdate(md, body, body_len) != 1)
+        rc = AN_EIO;
+    if (rc == 0)
+        rc = digest_final(md, out);
     EVP_MD_CTX_free(md);
     return rc;
 }

@@ -266,31 +266,34 @@ enum MHD_Result an_route_model(an_req_t *req)
     an_cache_controls_t controls;
     if (an_req_cache_controls(req, &controls, &result) != 0)
         return result;
-    json_t *body = an_req_parse_json(req, &result);
-    if (!body)
-        return result;
 
     an_server_t *server = req->server;
-    if (!server->upstream_base[0]) {
-        json_decref(body);
-        return an_respond_json_error(req, 503, "server_error", NULL, "upstream_not_configured",
-                                     "no upstream is configured; set AGENTNET_UPSTREAM_URL (or "
-                                     "OPENAI_BASE_URL) or pass --upstream URL ending in /v1");
-    }
-
-    req->job_stream = json_is_true(json_object_get(body, "stream"));
     an_cache_key_scope_t scope = {
         .route = an_route_name(req->route),
         .namespace_ = controls.namespace_,
         .authorization = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_AUTHORIZATION),
     };
-    an_cache_key_t key;
-    int rc = an_cache_key_request(&scope, body, &key);
-    json_decref(body);
-    if (rc != 0)
-        return an_respond_json_error(req, 500, "server_error", NULL, "cache_key_failed",
-                                     "could not compute the cache key (%s)", an_strerror(rc));
+    an_cache_key_t key, raw;
+    int have_raw = an_cache_key_raw(&scope, req->body.data, req->body.len, &raw) == 0;
+    if (!have_raw || !an_key_alias_get(&server->key_aliases, &raw, &key, &req->job_stream)) {
+        /* First sight of these bytes: validate, then remember the canonical key. */
+        json_t *body = an_req_parse_json(req, &result);
+        if (!body)
+            return result;
+        req->job_stream = json_is_true(json_object_get(body, "stream"));
+        int rc = an_cache_key_request(&scope, body, &key);
+        json_decref(body);
+        if (rc != 0)
+            return an_respond_json_error(req, 500, "server_error", NULL, "cache_key_failed",
+                                         "could not compute the cache key (%s)", an_strerror(rc));
+        if (have_raw)
+            an_key_alias_put(&server->key_aliases, &raw, &key, req->job_stream);
+    }
+    if (!server->upstream_base[0])
+        return an_respond_json_error(req, 503, "server_error", NULL, "upstream_not_configured",
+                                     "no upstream is configured; set AGENTNET_UPSTREAM_URL (or "
+                                     "OPENAI_BASE_URL) or pass --upstream URL ending in /v1");
 
     if (controls.skip_lookup) {
         req->cache_result = AN_RESULT_BYPASS;

@@ -559,6 +559,10 @@ int an_server_run(const an_server_options_t *opts)
     raise_open_file_limit();
     make_id_prefix(server);
     an_inflight_init(&server->inflight);
+    if (an_key_alias_init(&server->key_aliases) != 0) {
+        rc = AN_ENOMEM;
+        goto fail_options;
+    }
     an_conn_table_init(&server->connections, opts->client_timeout_s);
     an_log_set_buffered(1);
 
@@ -625,6 +629,7 @@ fail_caches:
            (const char *)NULL);
     an_log_set_buffered(0);
 fail_options:
+    an_key_alias_free(&server->key_aliases);
     free(server);
     return rc;
 }

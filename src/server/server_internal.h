@@ -13,6 +13,7 @@
 #include "agentnet/cache.h"
 #include "agentnet/server.h"
 #include "server/connections.h"
+#include "server/key_alias.h"
 #include "server/metrics.h"
 #include "server/upstream.h"
 
@@ -33,6 +34,7 @@ typedef struct an_server {
     an_metrics_t metrics;
     an_inflight_t inflight;
     an_conn_table_t connections;
+    an_key_alias_t key_aliases;
     char id_prefix[9];              /* random per process, starts every request id */
     atomic_uint_fast64_t request_seq;
     atomic_int active_requests;     /* requests begun and not yet completed */

@@ -385,6 +385,56 @@ static void canonical_json_replaces_buffer_contents(void **state)
 }
 
 
+static an_cache_key_t raw_key_of(const an_cache_key_scope_t *scope, const char *body_text)
+{
+    an_cache_key_t key;
+    assert_int_equal(an_cache_key_raw(scope, body_text, strlen(body_text), &key), 0);
+    return key;
+}
+
+
+static void raw_key_equal_only_for_same_bytes(void **state)
+{
+    (void)state;
+    const char *body = "{\"model\":\"m\",\"n\":1}";
+    an_cache_key_t first = raw_key_of(&BASE_SCOPE, body);
+    an_cache_key_t again = raw_key_of(&BASE_SCOPE, body);
+    assert_true(keys_equal(&first, &again));
+
+    /* Canonically equal, but not the same bytes. */
+    an_cache_key_t spaced = raw_key_of(&BASE_SCOPE, "{\"model\": \"m\", \"n\": 1}");
+    assert_false(keys_equal(&first, &spaced));
+
+    /* Never equal to the canonical key of the same body. */
+    an_cache_key_t canonical = key_of(&BASE_SCOPE, body);
+    assert_false(keys_equal(&first, &canonical));
+}
+
+
+static void raw_key_changes_with_scope(void **state)
+{
+    (void)state;
+    const char *body = "{\"model\":\"m\"}";
+    an_cache_key_t base = raw_key_of(&BASE_SCOPE, body);
+    an_cache_key_scope_t scopes[] = {
+        {.route = "/v1/completions", .namespace_ = "team-a", .tenant = "acme",
+         .authorization = "Bearer sk-test"},
+        {.route = CHAT, .namespace_ = "team-b", .tenant = "acme",
+         .authorization = "Bearer sk-test"},
+        {.route = CHAT, .namespace_ = "team-a", .tenant = "other",
+         .authorization = "Bearer sk-test"},
+        {.route = CHAT, .namespace_ = "team-a", .tenant = "acme",
+         .authorization = "Bearer sk-other"},
+        {.route = CHAT, .namespace_ = "team-a", .tenant = "acme", .authorization = NULL},
+    };
+    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
+        an_cache_key_t changed = raw_key_of(&scopes[i], body);
+        if (keys_equal(&base, &changed))
+            fail_msg("raw key did not change with scope case %zu", i);
+    }
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +450,8 @@ int main(void)
         cmocka_unit_test(canonical_json_sorts_large_objects),
         cmocka_unit_test(canonical_json_keeps_nul_in_keys),
         cmocka_unit_test(canonical_json_replaces_buffer_contents),
+        cmocka_unit_test(raw_key_equal_only_for_same_bytes),
+        cmocka_unit_test(raw_key_changes_with_scope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
