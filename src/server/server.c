@@ -538,10 +538,21 @@ int an_server_run(const an_server_options_t *opts)
         goto fail_options;
     }
     if (opts->upstream_url && opts->upstream_url[0]) {
+        if (strncmp(opts->upstream_url, "http://", 7) != 0 &&
+            strncmp(opts->upstream_url, "https://", 8) != 0) {
+            an_log(AN_LOG_ERROR, "upstream URL must start with http:// or https://; pass a base "
+                   "such as https://api.openai.com/v1", "upstream", opts->upstream_url,
+                   (const char *)NULL);
+            goto fail_options;
+        }
         snprintf(server->upstream_base, sizeof(server->upstream_base), "%s", opts->upstream_url);
         size_t len = strlen(server->upstream_base);
         while (len > 0 && server->upstream_base[len - 1] == '/')
             server->upstream_base[--len] = '\0';
+        if (len < 3 || strcmp(server->upstream_base + len - 3, "/v1") != 0)
+            an_log(AN_LOG_WARN, "upstream URL does not end in /v1; requests for /v1/PATH go to "
+                   "URL/PATH, so most OpenAI-compatible APIs need the /v1", "upstream",
+                   server->upstream_base, (const char *)NULL);
     }
     if (an_mkdir_p(opts->data_dir) != 0) {
         an_log(AN_LOG_ERROR, "data dir cannot be created; pass --data-dir or fix its permissions",
