@@ -82,7 +82,7 @@ unsigned an_conn_cut_slow(an_conn_table_t *t)
         if (since == 0 || since >= now || now - since <= t->timeout_ns || c->fd < 0 ||
             atomic_load(&c->cut))
             continue;
-        /* libmicrohttpd sees the shutdown as a closed socket and cleans up itself. */
+        /* libmicrohttpd treats the shutdown as a closed socket and cleans up itself. */
         shutdown(c->fd, SHUT_RDWR);
         atomic_store(&c->cut, 1);
         cut++;

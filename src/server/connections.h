@@ -1,7 +1,7 @@
 /*
  * Client connection tracking that cuts off slow clients. libmicrohttpd's
  * timeout only closes idle connections, so a client that sends one byte a
- * second would hold a connection forever; here every connection must deliver
+ * second would hold a connection forever. Here every connection must deliver
  * a whole request (headers and body) within the client timeout.
  */
 #ifndef AGENTNET_SERVER_CONNECTIONS_H

@@ -259,7 +259,7 @@ enum MHD_Result an_respond_upstream_failure(an_req_t *req, an_upstream_error_t e
     switch (error) {
     case AN_UPSTREAM_TIMEOUT:
         return an_respond_json_error(req, 504, "upstream_error", NULL, "upstream_timeout",
-                                     "the upstream did not answer within %llu s; retry, or raise "
+                                     "the upstream did not respond within %llu s; retry, or raise "
                                      "--upstream-timeout",
                                      (unsigned long long)req->server->opts.upstream_timeout_s);
     case AN_UPSTREAM_REFUSED:

@@ -1,6 +1,6 @@
 /*
  * POST /v1/embeddings with a cache entry per input item: items already
- * cached are answered locally, only the misses go upstream in one call, and
+ * cached are served locally, only the misses go upstream in one call, and
  * the answer lists every item in the request's order. Each stored item keeps
  * its share of the upstream's usage.prompt_tokens.
  */
@@ -128,23 +128,23 @@ static void share_tokens(batch_t *b, uint64_t total)
     }
 
     /* Fewer than miss_count tokens are left; each goes to a distinct miss. */
-    char *given = calloc(b->miss_count, 1);
-    for (; assigned < total && given; assigned++) {
+    char *has_extra = calloc(b->miss_count, 1);
+    for (; assigned < total && has_extra; assigned++) {
         size_t best = 0;
         int found = 0;
         uint64_t best_rem = 0;
         for (size_t j = 0; j < b->miss_count; j++) {
             uint64_t rem = (uint64_t)((__uint128_t)total * b->weights[j] % weight_sum);
-            if (!given[j] && (!found || rem > best_rem)) {
+            if (!has_extra[j] && (!found || rem > best_rem)) {
                 best = j;
                 best_rem = rem;
                 found = 1;
             }
         }
-        given[best] = 1;
+        has_extra[best] = 1;
         b->tokens[best]++;
     }
-    free(given);
+    free(has_extra);
 }
 
 /* Upstream thread: stores every returned item and unregisters the call. */
@@ -195,7 +195,7 @@ static void store_items(an_job_t *job, void *ctx)
     an_inflight_remove(&server->inflight, job);
 }
 
-/* Builds the answer from cached items and, when there were misses, the upstream's. */
+/* Builds the response from cached items and, when there were misses, the upstream's. */
 static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstream_data,
                                      const batch_t *batch, const char *upstream_model)
 {

@@ -1,7 +1,7 @@
 /*
- * POST /v1/chat/completions and /v1/completions: answer from the response
+ * POST /v1/chat/completions and /v1/completions: serve from the response
  * cache, or forward to the upstream, join an identical call in flight, and
- * store a complete 2xx answer (JSON body or SSE stream) before the client
+ * store a complete 2xx response (JSON body or SSE stream) before the client
  * sees its end.
  */
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 #include "agentnet/log.h"
 #include "server/server_internal.h"
 
-/* What a job needs to store its answer when the upstream call ends. */
+/* What a job needs to store its response when the upstream call ends. */
 typedef struct {
     an_server_t *server;
     an_cache_t *cache;

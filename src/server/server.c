@@ -128,7 +128,7 @@ static enum MHD_Result check_body_headers(an_req_t *req, int *rejected)
     /*
      * A client that waits for "100 Continue" hears the 413 before it
      * uploads. Any other client is already sending, and closing on it would
-     * reset the connection before it reads the answer, so its body is read
+     * reset the connection before it reads the response, so its body is read
      * and dropped, and the 413 follows at the end.
      */
     const char *length = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
@@ -267,7 +267,7 @@ static void write_access_log(an_req_t *req, uint64_t duration_ns)
     char line[512];
     const char *cache = an_cache_result_name(req->cache_result);
     if (!cache && req->cacheable)
-        cache = "bypass"; /* as the X-AgentNet-Cache header of an error answer says */
+        cache = "bypass"; /* as the X-AgentNet-Cache header of an error response says */
     char cache_field[32] = "null";
     if (cache)
         snprintf(cache_field, sizeof(cache_field), "\"%s\"", cache);
