@@ -66,9 +66,14 @@ static const opt_t serve_options[] = {
 
 #define SERVE_OPTION_COUNT (sizeof(serve_options) / sizeof(serve_options[0]))
 
+/* Returns the first of a and b that is set and not empty, or NULL. */
 static const char *first_set(const char *a, const char *b)
 {
-    return a && a[0] ? a : b && b[0] ? b : NULL;
+    if (a && a[0])
+        return a;
+    if (b && b[0])
+        return b;
+    return NULL;
 }
 
 int cli_serve(int argc, char **argv)

@@ -1,7 +1,7 @@
 /*
  * Structured logging to stderr: JSON lines (default) or text. Lines may be
- * buffered (an_log_set_buffered) so a busy server writes in large blocks;
- * the buffer is flushed when it fills, on every warning or error, and by
+ * buffered (an_log_set_buffered) so a busy server writes in large blocks.
+ * The buffer is flushed when it fills, on every warning or error, and by
  * an_log_flush(), which the server calls once a second.
  */
 #include <pthread.h>
