@@ -7,8 +7,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 modules=(libmicrohttpd libcurl jansson libfyaml lmdb libcrypto cmocka)
 
 missing=()
-if ! command -v pkg-config >/dev/null 2>&1 || ! command -v cmake >/dev/null 2>&1; then
-  missing=(pkg-config cmake)
+if ! command -v cc >/dev/null 2>&1 || ! command -v pkg-config >/dev/null 2>&1 ||
+   ! command -v cmake >/dev/null 2>&1; then
+  missing=(cc pkg-config cmake)
 else
   for m in "${modules[@]}"; do
     pkg-config --exists "$m" || missing+=("$m")
