@@ -3,6 +3,7 @@
  * digest over it and the request's scope. The form is part of the on-disk
  * format of persistent caches: changing it silently orphans stored entries.
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,11 +152,18 @@ static void write_real(canon_out_t *out, double x)
     if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
         n = snprintf(text, sizeof(text), "%lld", (long long)x);
     } else {
-        int precision = 1;
-        for (;; precision++) {
+        /*
+         * For a normal double, when 9 digits read back as x, %g's trailing
+         * zero stripping already gives the shortest form, because any shorter
+         * form that reads back is that same text. Most values (every float32)
+         * stop there, which matters for embedding vectors of thousands of
+         * numbers. Subnormals carry fewer digits, so they search from 1.
+         */
+        int precision = fabs(x) < DBL_MIN ? 1 : 9;
+        n = snprintf(text, sizeof(text), "%.*g", precision, x);
+        while (precision < 17 && strtod(text, NULL) != x) {
+            precision++;
             n = snprintf(text, sizeof(text), "%.*g", precision, x);
-            if (precision >= 17 || strtod(text, NULL) == x)
-                break;
         }
     }
     out_write(out, text, (size_t)n);

@@ -3,9 +3,11 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agentnet/cache.h"
 #include "agentnet/event.h"
+#include "agentnet/log.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 
@@ -53,6 +55,7 @@ static int open_cache(const cache_settings_t *s, const char *name, an_cache_t **
     o.name = name;
     o.path = path;
     o.max_bytes = 1024ull * 1024 * 1024; /* the server's default; see an_cache_open */
+    o.max_entries = 0; /* this command stores nothing, so no bound is enforced here */
     char err[512] = "";
     int rc = an_cache_open(&o, out, err, sizeof(err));
     if (rc != 0) {
@@ -228,6 +231,17 @@ int cli_cache(int argc, char **argv)
                 "all\n", s.cache);
         return 2;
     }
+    /* Opening a cache logs at info level, which is noise for a one-shot command. */
+    an_log_set_level(AN_LOG_WARN);
+    char cache_dir[4096];
+    snprintf(cache_dir, sizeof(cache_dir), "%s/cache", s.data_dir);
+    struct stat st;
+    if (stat(cache_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "agentnet cache: no caches in \"%s\"; pass the --data-dir that agentnet "
+                "serve uses\n", s.data_dir);
+        return 1;
+    }
+
     if (strcmp(action, "stats") == 0)
         return run_stats(&s);
     if (strcmp(action, "purge") == 0)

@@ -17,7 +17,18 @@ int an_config_load(const char *path, json_t **out, char *err, size_t err_len)
                  strerror(errno));
         return AN_EIO;
     }
+    /* A file of only blank lines and comments is a valid YAML file that sets nothing. */
+    int has_content = 0;
+    char line[4096];
+    while (!has_content && fgets(line, sizeof(line), probe)) {
+        size_t skip = strspn(line, " \t\r\n");
+        has_content = line[skip] != '\0' && line[skip] != '#';
+    }
     fclose(probe);
+    if (!has_content) {
+        *out = json_object();
+        return *out ? 0 : AN_ENOMEM;
+    }
 
     struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET};
     struct fy_document *doc = fy_document_build_from_file(&cfg, path);

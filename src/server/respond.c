@@ -19,6 +19,10 @@ void an_respond_add_common_headers(an_req_t *req, struct MHD_Response *response)
     MHD_add_response_header(response, "X-Request-Id", req->request_id);
     if (req->allow)
         MHD_add_response_header(response, "Allow", req->allow);
+    if (req->extra_header_name)
+        MHD_add_response_header(response, req->extra_header_name, req->extra_header_value);
+    if (req->coalesced)
+        MHD_add_response_header(response, "X-AgentNet-Cache-Coalesced", "true");
     if (req->cacheable) {
         const char *result = an_cache_result_name(req->cache_result);
         MHD_add_response_header(response, "X-AgentNet-Cache", result ? result : "bypass");

@@ -1,7 +1,7 @@
 /*
  * POST /v1/embeddings with a cache entry per input item: items already
  * cached are served locally, only the misses go upstream in one call, and
- * the answer lists every item in the request's order. Each stored item keeps
+ * the response lists every item in the request's order. Each stored item keeps
  * its share of the upstream's usage.prompt_tokens.
  */
 #include <stdlib.h>
@@ -202,6 +202,11 @@ static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstrea
     json_t *data = json_array();
     json_int_t tokens = 0;
     const char *model = upstream_model;
+    char hits_header[48];
+    snprintf(hits_header, sizeof(hits_header), "%zu/%zu",
+             it->count - (batch ? batch->miss_count : 0), it->count);
+    req->extra_header_name = "X-AgentNet-Cache-Items";
+    snprintf(req->extra_header_value, sizeof(req->extra_header_value), "%s", hits_header);
 
     for (size_t i = 0; i < it->count; i++) {
         json_t *embedding = NULL;
@@ -235,11 +240,15 @@ static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstrea
     json_t *doc = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
                             "model", model, "usage", "prompt_tokens", tokens, "total_tokens",
                             tokens);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    /* The canonical writer prints each float in its shortest exact form, as sent upstream. */
+    an_buf_t text = {0};
+    int rc = doc ? an_cache_canonical_json(doc, 0, &text) : AN_ENOMEM;
     json_decref(doc);
-    if (!text)
+    if (rc != 0) {
+        an_buf_free(&text);
         return MHD_NO;
-    return an_respond_buffer(req, 200, "application/json", text, strlen(text), 1);
+    }
+    return an_respond_buffer(req, 200, "application/json", text.data, text.len, 1);
 }
 
 static enum MHD_Result continue_waiting(an_req_t *req)
@@ -381,6 +390,7 @@ static enum MHD_Result forward_misses(an_req_t *req, items_t *it,
         if (running) {
             an_job_unref(job);
             job = running;
+            req->coalesced = 1;
             atomic_fetch_add_explicit(&server->metrics.coalesced_total, 1, memory_order_relaxed);
         } else if (an_upstream_submit(server->upstream, job) != 0) {
             an_inflight_remove(&server->inflight, job);

@@ -238,6 +238,7 @@ static enum MHD_Result forward(an_req_t *req, const an_cache_key_t *key,
         if (running) {
             an_job_unref(job);
             job = running;
+            req->coalesced = 1;
             atomic_fetch_add_explicit(&server->metrics.coalesced_total, 1, memory_order_relaxed);
         } else if (an_upstream_submit(server->upstream, job) != 0) {
             an_inflight_remove(&server->inflight, job);

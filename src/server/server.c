@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include "agentnet/event.h"
 #include "agentnet/log.h"
 #include "server/server_internal.h"
 
@@ -490,7 +491,6 @@ static struct MHD_Daemon *start_daemon(an_server_t *server, const struct sockadd
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)server->opts.client_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, server->opts.max_connections,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, server,
         MHD_OPTION_NOTIFY_CONNECTION, an_conn_notify, &server->connections,
@@ -577,6 +577,11 @@ int an_server_run(const an_server_options_t *opts)
     an_conn_table_init(&server->connections, opts->client_timeout_s);
     an_log_set_buffered(1);
 
+    /* Audit events (cache purges, starts and stops) go to DATA_DIR/events.jsonl. */
+    an_event_sink_t *events = NULL;
+    if (an_event_sink_open_jsonl(opts->data_dir, &events) == 0)
+        an_event_set_sink(events);
+
     rc = open_caches(server);
     if (rc != 0)
         goto fail_caches;
@@ -612,6 +617,10 @@ int an_server_run(const an_server_options_t *opts)
                "AGENTNET_UPSTREAM_URL (or OPENAI_BASE_URL) or --upstream is set",
                (const char *)NULL);
     an_log_flush();
+    char detail[512];
+    snprintf(detail, sizeof(detail), "{\"port\":%s,\"upstream_configured\":%s}", port,
+             server->upstream_base[0] ? "true" : "false");
+    an_event_emit("server", "start", "ok", detail);
 
     int received = 0;
     sigwait(&signals, &received);
@@ -620,6 +629,7 @@ int an_server_run(const an_server_options_t *opts)
 
     drain(server);
     MHD_stop_daemon(server->daemon);
+    an_event_emit("server", "stop", "ok", NULL);
     rc = 0;
 
 fail_daemon:
@@ -636,6 +646,10 @@ fail_housekeeping:
 fail_upstream:
     close_caches(server);
 fail_caches:
+    if (events) {
+        an_event_set_sink(NULL);
+        events->close(events);
+    }
     an_log(rc == 0 ? AN_LOG_INFO : AN_LOG_ERROR, rc == 0 ? "stopped" : "startup failed",
            (const char *)NULL);
     an_log_set_buffered(0);

@@ -72,6 +72,9 @@ struct an_req {
     an_cache_id_t cache_id;
     int cacheable;                /* a route with X-AgentNet-Cache */
     const char *allow;            /* methods for the Allow header of a 405 */
+    const char *extra_header_name; /* one more response header, or NULL */
+    char extra_header_value[64];
+    int coalesced;                /* joined an identical upstream call in flight */
 
     an_job_t *job;                /* the upstream call this request follows, if any */
     an_waiter_t waiter;
