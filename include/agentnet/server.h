@@ -29,6 +29,12 @@ typedef struct {
     uint64_t embedding_ttl_s;
     uint64_t embedding_max_entries;
     uint64_t embedding_max_bytes;
+    const char *embed_model;       /* serve /v1/embeddings locally: a directory or hash:DIMS */
+    const char *embed_model_name;  /* the model name requests use; NULL = directory name or spec */
+    const char *embed_device;      /* auto, cpu or cuda:N */
+    unsigned embed_threads;        /* 0 = online CPUs */
+    unsigned embed_batch_size;     /* texts per forward pass, default 32 */
+    unsigned embed_batch_tokens;   /* estimated tokens merged from concurrent requests */
 } an_server_options_t;
 
 an_server_options_t an_server_options_default(void);

@@ -62,6 +62,20 @@ static const opt_t serve_options[] = {
      "entry bound of the embeddings cache, 0 = none (default 0 for lmdb, 10000 for memory)"},
     {"--embedding-max-bytes", "AGENTNET_EMBEDDING_MAX_BYTES", OPT_UINT, S(embedding_max_bytes),
      "BYTES", "size bound of the embeddings cache (default 1073741824)"},
+    {"--embed-model", "AGENTNET_EMBED_MODEL", OPT_STRING, S(embed_model), "DIR|hash:DIMS",
+     "serve /v1/embeddings for this model locally: a sentence-transformers directory or "
+     "hash:DIMS (default none: embeddings go upstream)"},
+    {"--embed-model-name", "AGENTNET_EMBED_MODEL_NAME", OPT_STRING, S(embed_model_name), "NAME",
+     "the \"model\" value requests use for the local model (default: the directory's name, "
+     "or the hash:DIMS spec); other names go upstream"},
+    {"--embed-device", "AGENTNET_EMBED_DEVICE", OPT_STRING, S(embed_device), "auto|cpu|cuda:N",
+     "where the local model runs (default auto)"},
+    {"--embed-threads", "AGENTNET_EMBED_THREADS", OPT_UINT32, S(embed_threads), "N",
+     "compute threads of the local model, BLAS included (default 0 = online CPUs)"},
+    {"--embed-batch-size", "AGENTNET_EMBED_BATCH_SIZE", OPT_UINT32, S(embed_batch_size), "N",
+     "texts per forward pass of the local model (default 32)"},
+    {"--embed-batch-tokens", "AGENTNET_EMBED_BATCH_TOKENS", OPT_UINT32, S(embed_batch_tokens),
+     "TOKENS", "estimated tokens of concurrent requests merged into one batch (default 8192)"},
 };
 
 #define SERVE_OPTION_COUNT (sizeof(serve_options) / sizeof(serve_options[0]))

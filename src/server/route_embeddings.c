@@ -33,6 +33,7 @@ typedef struct {
     json_t **cached;   /* per item: stored {"embedding","tokens","model"}, or NULL */
     ssize_t *miss_of;  /* per item: index among the misses, or -1 */
     batch_t *batch;    /* this request's misses, before a job takes it */
+    int local;         /* served by the local model, not the upstream */
 } items_t;
 
 static void batch_free(void *ptr)
@@ -169,11 +170,18 @@ static void store_items(an_job_t *job, void *ctx)
     json_array_foreach(data, i, entry) {
         json_t *index = json_object_get(entry, "index");
         size_t j = json_is_integer(index) ? (size_t)json_integer_value(index) : i;
-        if (!b->store || j >= b->miss_count)
+        if (j >= b->miss_count)
             continue;
-        json_t *stored = json_pack("{s:O, s:I, s:s?}", "embedding",
+        /* A local model reports each item's exact tokens; the upstream only a total. */
+        json_t *exact = json_object_get(entry, "tokens");
+        if (json_is_integer(exact))
+            b->tokens[j] = (uint64_t)json_integer_value(exact);
+        if (!b->store)
+            continue;
+        json_t *stored = json_pack("{s:O, s:I, s:s?, s:b}", "embedding",
                                    json_object_get(entry, "embedding"), "tokens",
-                                   (json_int_t)b->tokens[j], "model", model);
+                                   (json_int_t)b->tokens[j], "model", model, "truncated",
+                                   json_is_true(json_object_get(entry, "truncated")));
         char *text = stored ? json_dumps(stored, JSON_COMPACT) : NULL;
         json_decref(stored);
         if (!text)
@@ -200,7 +208,7 @@ static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstrea
                                      const batch_t *batch, const char *upstream_model)
 {
     json_t *data = json_array();
-    json_int_t tokens = 0;
+    json_int_t tokens = 0, truncated = 0;
     const char *model = upstream_model;
     char hits_header[48];
     snprintf(hits_header, sizeof(hits_header), "%zu/%zu",
@@ -213,6 +221,7 @@ static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstrea
         if (it->cached[i]) {
             embedding = json_object_get(it->cached[i], "embedding");
             tokens += json_integer_value(json_object_get(it->cached[i], "tokens"));
+            truncated += json_is_true(json_object_get(it->cached[i], "truncated"));
             if (!model)
                 model = json_string_value(json_object_get(it->cached[i], "model"));
         } else {
@@ -221,8 +230,10 @@ static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstrea
             json_t *entry;
             json_array_foreach(upstream_data, k, entry) {
                 json_t *index = json_object_get(entry, "index");
-                if ((json_is_integer(index) ? (size_t)json_integer_value(index) : k) == j)
-                    embedding = json_object_get(entry, "embedding");
+                if ((json_is_integer(index) ? (size_t)json_integer_value(index) : k) != j)
+                    continue;
+                embedding = json_object_get(entry, "embedding");
+                truncated += json_is_true(json_object_get(entry, "truncated"));
             }
             tokens += (json_int_t)batch->tokens[j];
         }
@@ -240,6 +251,10 @@ static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstrea
     json_t *doc = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
                             "model", model, "usage", "prompt_tokens", tokens, "total_tokens",
                             tokens);
+    /* Local models say how many inputs were cut to max_seq_length; OpenAI has no such field. */
+    if (doc && it->local)
+        json_object_set_new(json_object_get(doc, "usage"), "truncated_inputs",
+                            json_integer(truncated));
     /* The canonical writer prints each float in its shortest exact form, as sent upstream. */
     an_buf_t text = {0};
     int rc = doc ? an_cache_canonical_json(doc, 0, &text) : AN_ENOMEM;
@@ -356,6 +371,14 @@ static char *misses_body(items_t *it)
     return text;
 }
 
+/* Hands the job to the local model or to the upstream thread. */
+static int submit(an_server_t *server, const items_t *it, an_job_t *job)
+{
+    if (it->local)
+        return an_local_embedder_submit(server->local_embed, job);
+    return an_upstream_submit(server->upstream, job);
+}
+
 static enum MHD_Result forward_misses(an_req_t *req, items_t *it,
                                       const an_cache_controls_t *controls)
 {
@@ -392,12 +415,12 @@ static enum MHD_Result forward_misses(an_req_t *req, items_t *it,
             job = running;
             req->coalesced = 1;
             atomic_fetch_add_explicit(&server->metrics.coalesced_total, 1, memory_order_relaxed);
-        } else if (an_upstream_submit(server->upstream, job) != 0) {
+        } else if (submit(server, it, job) != 0) {
             an_inflight_remove(&server->inflight, job);
             an_job_unref(job);
             return an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
         }
-    } else if (an_upstream_submit(server->upstream, job) != 0) {
+    } else if (submit(server, it, job) != 0) {
         an_job_unref(job);
         return an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
     }
@@ -409,6 +432,37 @@ static enum MHD_Result forward_misses(an_req_t *req, items_t *it,
     pthread_mutex_unlock(&job->lock);
     req->state = AN_REQ_WAITING;
     return continue_waiting(req);
+}
+
+/*
+ * Validates what only the local model can reject early: the encoding format
+ * and the dimensions. Queues a 400 and returns non-zero on a problem.
+ */
+static int check_local_request(an_req_t *req, items_t *it, enum MHD_Result *result)
+{
+    an_local_embedder_t *local = req->server->local_embed;
+    json_t *format = json_object_get(it->body, "encoding_format");
+    const char *format_text = json_string_value(format);
+    if (format && (!format_text || (strcmp(format_text, "float") != 0 &&
+                                    strcmp(format_text, "base64") != 0))) {
+        *result = an_respond_json_error(req, 400, "invalid_request_error", "encoding_format",
+                                        "invalid_value",
+                                        "encoding_format must be \"float\" or \"base64\"");
+        return -1;
+    }
+
+    json_t *dimensions = json_object_get(it->body, "dimensions");
+    size_t dims = an_local_embedder_dims(local);
+    if (dimensions && (!json_is_integer(dimensions) ||
+                       json_integer_value(dimensions) != (json_int_t)dims)) {
+        *result = an_respond_json_error(
+            req, 400, "invalid_request_error", "dimensions", "invalid_value",
+            "model \"%s\" gives %zu dimensions and cannot shorten them; leave out "
+            "\"dimensions\" or set it to %zu",
+            an_local_embedder_name(local), dims, dims);
+        return -1;
+    }
+    return 0;
 }
 
 enum MHD_Result an_route_embeddings(an_req_t *req)
@@ -437,10 +491,24 @@ enum MHD_Result an_route_embeddings(an_req_t *req)
     if (problem)
         return an_respond_json_error(req, 400, "invalid_request_error", "input", "invalid_input",
                                      "%s", problem);
-    if (!req->server->upstream_base[0])
+    an_local_embedder_t *local = req->server->local_embed;
+    const char *model = json_string_value(json_object_get(body, "model"));
+    it->local = local && strcmp(model, an_local_embedder_name(local)) == 0;
+    if (it->local) {
+        if (check_local_request(req, it, &result) != 0)
+            return result;
+    } else if (!req->server->upstream_base[0]) {
+        if (local)
+            return an_respond_json_error(req, 404, "invalid_request_error", "model",
+                                         "model_not_found",
+                                         "model \"%.200s\" is not served here; use \"%s\", or "
+                                         "configure an upstream with --upstream",
+                                         model, an_local_embedder_name(local));
         return an_respond_json_error(req, 503, "server_error", NULL, "upstream_not_configured",
                                      "no upstream is configured; set AGENTNET_UPSTREAM_URL (or "
-                                     "OPENAI_BASE_URL) or pass --upstream URL ending in /v1");
+                                     "OPENAI_BASE_URL) or pass --upstream URL ending in /v1, or "
+                                     "serve a local model with --embed-model");
+    }
 
     if (look_up_items(req, it, &controls) != 0)
         return an_respond_json_error(req, 500, "server_error", NULL, "cache_key_failed",

@@ -20,7 +20,7 @@ enum MHD_Result an_route_readyz(an_req_t *req)
     json_t *missing = json_array();
     if (!server->caches[AN_CACHE_RESPONSES] || !server->caches[AN_CACHE_EMBEDDINGS])
         json_array_append_new(missing, json_string("caches are not open"));
-    if (!server->upstream_base[0])
+    if (!server->upstream_base[0] && !server->local_embed)
         json_array_append_new(missing,
                               json_string("no upstream configured: set AGENTNET_UPSTREAM_URL "
                                           "(or OPENAI_BASE_URL) or pass --upstream"));
@@ -65,6 +65,17 @@ enum MHD_Result an_route_models(an_req_t *req)
         return MHD_YES;
     }
 
+    if (!server->upstream_base[0] && server->local_embed) {
+        /* Without an upstream, the local embedding model is the only model. */
+        json_t *doc = json_pack("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list", "data", "id",
+                                an_local_embedder_name(server->local_embed), "object", "model",
+                                "created", 0, "owned_by", "agentnet");
+        char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        if (!text)
+            return MHD_NO;
+        return an_respond_buffer(req, 200, "application/json", text, strlen(text), 1);
+    }
     if (!server->upstream_base[0])
         return an_respond_json_error(req, 503, "server_error", NULL, "upstream_not_configured",
                                      "no upstream is configured; set AGENTNET_UPSTREAM_URL (or "

@@ -57,6 +57,9 @@ an_server_options_t an_server_options_default(void)
         .embedding_ttl_s = AN_CACHE_DEFAULT_TTL_S,
         .embedding_max_entries = 0,
         .embedding_max_bytes = 1024ull * 1024 * 1024,
+        .embed_device = "auto",
+        .embed_batch_size = 32,
+        .embed_batch_tokens = 8192,
     };
     return o;
 }
@@ -518,6 +521,8 @@ static void drain(an_server_t *server)
     }
     an_upstream_stop(server->upstream); /* resumes waiters with a shutdown error */
     server->upstream = NULL;
+    an_local_embedder_stop(server->local_embed);
+    server->local_embed = NULL;
     deadline = an_mono_ns() + 1000000000ull;
     while (atomic_load(&server->active_requests) > 0 && an_mono_ns() < deadline)
         usleep(10 * 1000);
@@ -585,6 +590,29 @@ int an_server_run(const an_server_options_t *opts)
     rc = open_caches(server);
     if (rc != 0)
         goto fail_caches;
+    if (opts->embed_model && opts->embed_model[0]) {
+        an_local_embed_options_t lo = {
+            .model = opts->embed_model,
+            .name = opts->embed_model_name,
+            .device = opts->embed_device,
+            .threads = opts->embed_threads,
+            .batch_size = opts->embed_batch_size,
+            .batch_tokens = opts->embed_batch_tokens,
+        };
+        char embed_err[512] = "";
+        rc = an_local_embedder_start(&lo, &server->local_embed, embed_err, sizeof(embed_err));
+        if (rc != 0) {
+            an_log(AN_LOG_ERROR, embed_err[0] ? embed_err : "embed model failed to open",
+                   "embed_model", opts->embed_model, (const char *)NULL);
+            goto fail_local_embed;
+        }
+        char dims[24];
+        snprintf(dims, sizeof(dims), "%zu", an_local_embedder_dims(server->local_embed));
+        an_log(AN_LOG_INFO, "serving embeddings locally", "model",
+               an_local_embedder_name(server->local_embed), "path", opts->embed_model, "dims",
+               dims, (const char *)NULL);
+    }
+
     rc = an_upstream_start(opts->upstream_timeout_s, observe_upstream, server, &server->upstream);
     if (rc != 0)
         goto fail_upstream;
@@ -644,6 +672,9 @@ fail_housekeeping:
     if (server->upstream)
         an_upstream_stop(server->upstream);
 fail_upstream:
+    an_local_embedder_stop(server->local_embed);
+    server->local_embed = NULL;
+fail_local_embed:
     close_caches(server);
 fail_caches:
     if (events) {

@@ -14,6 +14,7 @@
 #include "agentnet/server.h"
 #include "server/connections.h"
 #include "server/key_alias.h"
+#include "server/local_embed.h"
 #include "server/metrics.h"
 #include "server/upstream.h"
 
@@ -35,6 +36,7 @@ typedef struct an_server {
     an_inflight_t inflight;
     an_conn_table_t connections;
     an_key_alias_t key_aliases;
+    an_local_embedder_t *local_embed; /* NULL unless --embed-model is set */
     char id_prefix[9];              /* random per process, starts every request id */
     atomic_uint_fast64_t request_seq;
     atomic_int active_requests;     /* requests begun and not yet completed */

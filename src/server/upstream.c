@@ -216,6 +216,29 @@ static void finish_job(an_upstream_t *up, an_job_t *job, CURLcode code)
     pthread_mutex_unlock(&job->lock);
 }
 
+void an_job_finish_local(an_job_t *job, long status, char *body, size_t len)
+{
+    pthread_mutex_lock(&job->lock);
+    job->status = status;
+    job->error = AN_UPSTREAM_OK;
+    snprintf(job->content_type, sizeof(job->content_type), "application/json");
+    an_buf_reset(&job->data);
+    if (an_buf_append(&job->data, body, len) != 0)
+        job->error = AN_UPSTREAM_BROKEN;
+    job->state = AN_JOB_HEADERS;
+    pthread_mutex_unlock(&job->lock);
+    free(body);
+
+    if (job->on_complete)
+        job->on_complete(job, job->complete_ctx);
+
+    pthread_mutex_lock(&job->lock);
+    job->state = job->error == AN_UPSTREAM_OK ? AN_JOB_DONE : AN_JOB_FAILED;
+    job->released = job->data.len;
+    an_job_wake_locked(job);
+    pthread_mutex_unlock(&job->lock);
+}
+
 static int start_transfer(an_upstream_t *up, an_job_t *job)
 {
     CURL *easy = curl_easy_init();

@@ -93,6 +93,13 @@ void an_job_unref(an_job_t *job);
 /* Hands the job to the upstream thread, which takes its own reference. */
 int an_upstream_submit(an_upstream_t *upstream, an_job_t *job);
 
+/*
+ * Completes a job that ran without the upstream (a local model): stores
+ * status and body, runs the completion hook, then marks it done and
+ * resumes its waiters. Takes ownership of body (malloc'd).
+ */
+void an_job_finish_local(an_job_t *job, long status, char *body, size_t len);
+
 /* Adds w to the job's waiters (lock held by caller). */
 void an_job_add_waiter_locked(an_job_t *job, an_waiter_t *w);
 void an_job_remove_waiter(an_job_t *job, an_waiter_t *w);
