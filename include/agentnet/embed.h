@@ -42,7 +42,10 @@ void an_embed_close(an_embed_model_t *model);
 
 /* Output dimensions per text. */
 size_t an_embed_dims(const an_embed_model_t *model);
-/* Longest input in tokens, [CLS] and [SEP] included; longer inputs are truncated. */
+/*
+ * Longest input in tokens, [CLS] and [SEP] included; longer inputs are truncated.
+ * 0 for hash:DIMS, which never truncates.
+ */
 unsigned an_embed_max_seq_length(const an_embed_model_t *model);
 /* "cpu" or "cuda:N": where the model runs after "auto" was resolved. */
 const char *an_embed_device(const an_embed_model_t *model);
