@@ -35,11 +35,21 @@ void an__tokenizer_close(an__tokenizer_t *t);
  * tokens were dropped to fit, else 0. Returns AN_EINVAL on invalid UTF-8
  * (overlong forms, surrogates, stray or missing continuation bytes) or when
  * max_tokens < 2; nothing past text[len - 1] is read. Thread-safe: a
- * tokenizer is read-only after open, and encode allocates per call only when
- * the text is long (the scratch buffers are sized to the text).
+ * tokenizer is read-only after open. Encoding stops once ids is full, so a
+ * long text costs a UTF-8 check of all of it and little more. Nothing is
+ * allocated unless sentence_bert_config.json sets do_lower_case, which takes
+ * a lowercased copy of the text.
  */
 int an__tokenizer_encode(const an__tokenizer_t *t, const char *text, size_t len,
                          unsigned max_tokens, int32_t *ids, size_t *count, int *truncated);
+
+/*
+ * Checks that text is valid UTF-8 (no overlong forms, surrogates, code
+ * points above U+10FFFF, stray or missing continuation bytes). Returns 0, or
+ * AN_EINVAL with the offset of the first invalid byte in *bad_offset when
+ * bad_offset is not NULL.
+ */
+int an__tokenizer_validate_utf8(const char *text, size_t len, size_t *bad_offset);
 
 int32_t an__tokenizer_cls_id(const an__tokenizer_t *t);
 int32_t an__tokenizer_sep_id(const an__tokenizer_t *t);
