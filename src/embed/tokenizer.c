@@ -308,17 +308,6 @@ static int load_tokenizer_json(an__tokenizer_t *t, json_t *root, int need_vocab,
 }
 
 
-static int32_t special_id(an__tokenizer_t *t, const char *token, const char *name,
-                          const char *dir, char *err, size_t err_len)
-{
-    int32_t id = an__vocab_find(&t->vocab, token, strlen(token));
-    if (id < 0)
-        snprintf(err, err_len, "embed: the %s \"%s\" is not in the vocabulary of \"%s\"; set "
-                 "%s in tokenizer_config.json to a token of vocab.txt", name, token, dir, name);
-    return id;
-}
-
-
 static void free_casing(casing_t *c)
 {
     for (int k = 0; k < 5; k++)
@@ -404,7 +393,9 @@ int an__tokenizer_open(const char *dir, an__tokenizer_t **out, char *err, size_t
                                                     : special_defaults[k];
         ids[k] = an__vocab_find(&t->vocab, token, strlen(token));
         if (ids[k] < 0 && k < 4) {
-            special_id(t, token, special_names[k], dir, err, err_len);
+            snprintf(err, err_len, "embed: the %s \"%s\" is not in the vocabulary of \"%s\"; "
+                     "set %s in tokenizer_config.json to a token of the vocabulary",
+                     special_names[k], token, dir, special_names[k]);
             rc = AN_EINVAL;
             goto fail;
         }

@@ -2,7 +2,8 @@
  * The WordPiece tokenizer of BERT-family sentence-transformers models: the
  * same ids as Hugging Face's BertTokenizer (basic tokenization, then greedy
  * longest-match-first WordPiece). It loads the vocabulary and the
- * normalisation settings from a model directory; it knows nothing of tensors.
+ * normalisation settings from a model directory. Tensors and weights are
+ * the BERT model's business, not this file's.
  */
 #ifndef AGENTNET_EMBED_TOKENIZER_H
 #define AGENTNET_EMBED_TOKENIZER_H
@@ -18,8 +19,8 @@ typedef struct an__tokenizer an__tokenizer_t;
  * Opens the tokenizer of model_dir. The vocabulary comes from vocab.txt,
  * or from tokenizer.json's WordPiece vocab when vocab.txt is absent. The
  * casing comes from tokenizer_config.json (do_lower_case, strip_accents,
- * special tokens), else from tokenizer.json's normalizer; an uncased model
- * strips accents unless strip_accents says otherwise. sentence_bert_config.json's
+ * special tokens), else from tokenizer.json's normalizer. An uncased model
+ * strips accents unless strip_accents is false. sentence_bert_config.json's
  * do_lower_case adds a lowercasing of the input text before all of that.
  * On failure returns an AN_E* code and writes a message naming the file and
  * the fix into err. The caller owns *out and frees it with an__tokenizer_close.

@@ -4,8 +4,8 @@
  * model is uncased, split on whitespace and punctuation, then match each
  * word greedily, longest piece first. One pass over the text, one code
  * point at a time, stopping as soon as the id buffer is full. The only
- * allocation is the lowercased copy that sentence_bert_config.json's
- * do_lower_case asks for.
+ * allocation is the lowercased copy of the text that
+ * sentence_bert_config.json's do_lower_case requires.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -135,11 +135,11 @@ static int is_cjk_ideograph(int32_t cp)
 
 /*
  * Unicode's Cased and Case_Ignorable properties, which decide whether a
- * capital sigma ends a word. NOTE: approximated from the general category
- * (utf8proc exposes no Cased property): letters with a case mapping or of
- * category Lu, Ll or Lt are cased; Mn, Me, Cf, Lm, Sk and the word-internal
- * punctuation of Word_Break MidLetter, MidNumLet and Single_Quote are
- * case-ignorable.
+ * capital sigma ends a word. NOTE: both are approximated from the general
+ * category, because utf8proc exposes neither property. Cased here means a
+ * letter of category Lu, Ll or Lt or one with a case mapping. Case-ignorable
+ * means Mn, Me, Cf, Lm, Sk, or the word-internal punctuation of Word_Break
+ * MidLetter, MidNumLet and Single_Quote.
  */
 static int is_cased(int32_t cp)
 {
@@ -200,10 +200,10 @@ static int is_final_sigma(const unsigned char *s, size_t len, size_t pos, int pr
 
 
 /*
- * Full lowercase mapping of one code point into out (room for 2); returns
- * the count. utf8proc has the simple mappings; the two full mappings that
- * apply without a language are U+0130 (to i and a combining dot above) and
- * the final sigma.
+ * Writes the full lowercase mapping of one code point into out (room for 2)
+ * and returns the count. utf8proc provides the simple mappings. The two full
+ * mappings that apply without a language are added here: U+0130 (to i and a
+ * combining dot above) and the final sigma.
  */
 static size_t lowercase_cp(int32_t cp, int final_sigma, int32_t *out)
 {
@@ -248,8 +248,8 @@ static size_t encode_utf8(int32_t cp, char *out)
 
 /*
  * Lowercases all of text into a new buffer (the caller frees it), for
- * sentence_bert_config.json's do_lower_case, which lowercases the input
- * with Python's str.lower() before the tokenizer sees it. Lowercasing can
+ * sentence_bert_config.json's do_lower_case, which makes sentence-transformers
+ * call Python's str.lower() on the input before tokenizing it. Lowercasing can
  * grow a character (U+0130) or shrink it (U+2126 to U+03C9), so the buffer
  * allows for 3/2 of the input length.
  */
