@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -39,15 +40,22 @@ static const char *fixture_dir(void)
 }
 
 
-static an__tokenizer_t *open_model(const char *model)
+static an__tokenizer_t *open_dir(const char *path)
 {
-    char path[4200], err[512] = "";
-    snprintf(path, sizeof(path), "%s/%s", fixture_dir(), model);
+    char err[512] = "";
     an__tokenizer_t *t = NULL;
     int rc = an__tokenizer_open(path, &t, err, sizeof(err));
     if (rc != 0)
         fail_msg("opening %s failed: %s", path, err);
     return t;
+}
+
+
+static an__tokenizer_t *open_model(const char *model)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", fixture_dir(), model);
+    return open_dir(path);
 }
 
 
@@ -63,7 +71,12 @@ static json_t *load_expected(void)
 }
 
 
-static void test_ids_match_hugging_face(void **state)
+/*
+ * Encodes every case of expected.json whose model is `only` (every case when
+ * NULL), with the tokenizer opened from dir_override when that is not NULL,
+ * and compares ids and the truncation flag.
+ */
+static void check_cases(const char *only, const char *dir_override)
 {
     json_t *root = load_expected();
     json_t *cases = json_object_get(root, "cases");
@@ -79,7 +92,9 @@ static void test_ids_match_hugging_face(void **state)
         unsigned max_tokens = (unsigned)json_integer_value(json_object_get(c, "max_tokens"));
         int expected_truncated = json_is_true(json_object_get(c, "truncated"));
 
-        an__tokenizer_t *t = open_model(model);
+        if (only && strcmp(model, only) != 0)
+            continue;
+        an__tokenizer_t *t = dir_override ? open_dir(dir_override) : open_model(model);
         int32_t ids[MAX_IDS];
         size_t count = 0;
         int truncated = -1;
@@ -105,6 +120,54 @@ static void test_ids_match_hugging_face(void **state)
                      expected_truncated);
     }
     json_decref(root);
+}
+
+
+static void test_ids_match_hugging_face(void **state)
+{
+    check_cases(NULL, NULL);
+}
+
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    assert_non_null(in);
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+
+/*
+ * A directory with only vocab.txt and tokenizer_config.json, as older
+ * models ship: the settings and the verbatim special tokens come from
+ * tokenizer_config.json, and the ids must equal the uncased model's.
+ */
+static void test_vocab_txt_without_tokenizer_json(void **state)
+{
+    char dir[] = "/tmp/an-tokenizer-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *files[] = {"vocab.txt", "tokenizer_config.json"};
+    char from[4200], to[4200];
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(from, sizeof(from), "%s/uncased/%s", fixture_dir(), files[i]);
+        snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+        copy_file(from, to);
+    }
+
+    check_cases("uncased", dir);
+
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+        assert_int_equal(unlink(to), 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
 }
 
 
@@ -185,11 +248,17 @@ static void test_invalid_utf8_after_truncation_rejected(void **state)
 }
 
 
-/* Encoding reads len bytes and no further, so a text need not be NUL-terminated. */
+/*
+ * Encoding reads len bytes and no further, so a text need not be
+ * NUL-terminated. The text sits at the end of its own allocation, so an
+ * over-read fails the sanitizer build.
+ */
 static void test_encode_stops_at_len(void **state)
 {
     an__tokenizer_t *t = open_model("uncased");
-    static const char text[] = "hello world";
+    char *text = malloc(5);
+    assert_non_null(text);
+    memcpy(text, "hello", 5);
     int32_t ids[8];
     size_t count;
     int truncated;
@@ -197,6 +266,17 @@ static void test_encode_stops_at_len(void **state)
     assert_int_equal(count, 3);
     assert_int_equal(ids[1], an__tokenizer_token_id(t, "hello"));
     assert_int_equal(truncated, 0);
+
+    /* A word cut at the end: "caf" and half of "\xC3\xA9" is invalid, all of it is "cafe". */
+    char *word = malloc(5);
+    assert_non_null(word);
+    memcpy(word, "caf\xC3\xA9", 5);
+    assert_int_equal(an__tokenizer_encode(t, word, 4, 8, ids, &count, &truncated), AN_EINVAL);
+    assert_int_equal(an__tokenizer_encode(t, word, 5, 8, ids, &count, &truncated), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(ids[1], an__tokenizer_token_id(t, "cafe"));
+    free(word);
+    free(text);
     an__tokenizer_close(t);
 }
 
@@ -287,6 +367,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_match_hugging_face),
+        cmocka_unit_test(test_vocab_txt_without_tokenizer_json),
         cmocka_unit_test(test_special_ids_and_vocab_size),
         cmocka_unit_test(test_invalid_utf8_rejected),
         cmocka_unit_test(test_invalid_utf8_after_truncation_rejected),
