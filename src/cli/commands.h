@@ -4,5 +4,6 @@
 
 int cli_serve(int argc, char **argv);
 int cli_cache(int argc, char **argv);
+int cli_model(int argc, char **argv);
 
 #endif

@@ -12,7 +12,8 @@ static void print_usage(FILE *out)
             "Commands:\n"
             "  serve          run the OpenAI-compatible caching gateway\n"
             "  cache stats    print cache statistics of a data directory\n"
-            "  cache purge    remove cached entries from a data directory\n\n"
+            "  cache purge    remove cached entries from a data directory\n"
+            "  model pull     download a model from the Hugging Face hub\n\n"
             "Options:\n"
             "  --version      print the version\n"
             "  -h, --help     show this help; COMMAND --help shows a command's options\n");
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
         return cli_serve(argc - 2, argv + 2);
     if (strcmp(command, "cache") == 0)
         return cli_cache(argc - 2, argv + 2);
+    if (strcmp(command, "model") == 0)
+        return cli_model(argc - 2, argv + 2);
 
     fprintf(stderr, "agentnet: unknown command \"%s\"; run agentnet --help\n", command);
     return 2;
