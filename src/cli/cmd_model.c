@@ -6,12 +6,14 @@
 #include <curl/curl.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "agentnet/log.h"
@@ -227,6 +229,39 @@ static size_t pull_files(const hub_client_t *client, const char *dir, const hub_
     return failed;
 }
 
+/* Lists the model, downloads what it needs into dir, and returns the exit status. */
+static int pull_model(const hub_client_t *client, const char *dir, int all)
+{
+    hub_listing_t listing;
+    char err[2048];
+    if (hub_list_files(client, &listing, err, sizeof(err)) != 0) {
+        fprintf(stderr, "agentnet model pull: %s\n", err);
+        return 1;
+    }
+    if (listing.count == 0) {
+        fprintf(stderr, "agentnet model pull: %s has no files at revision \"%s\"; check the "
+                "model name and --revision\n", client->repo, client->revision);
+        hub_listing_free(&listing);
+        return 1;
+    }
+
+    size_t excluded;
+    size_t failed = pull_files(client, dir, &listing, all, &excluded);
+    size_t listing_count = listing.count;
+    hub_listing_free(&listing);
+    if (failed) {
+        fprintf(stderr, "agentnet model pull: %zu of %zu files failed; run the same command again "
+                "to resume\n", failed, listing_count - excluded);
+        return 1;
+    }
+
+    /* Every file is in place, so only empty folders can remain under .partial. */
+    char partial_dir[4200];
+    snprintf(partial_dir, sizeof(partial_dir), "%s/%s", dir, HUB_PARTIAL_DIR);
+    nftw(partial_dir, remove_empty_dir, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
 static int run_pull(pull_settings_t *s, const char *name)
 {
     if (!name) {
@@ -245,7 +280,7 @@ static int run_pull(pull_settings_t *s, const char *name)
         return 2;
     }
 
-    /* Like the hub's own clients, the endpoint is a base URL; a trailing '/' is dropped. */
+    /* The endpoint is a base URL, so a trailing '/' is dropped before paths are appended. */
     char endpoint[2048];
     snprintf(endpoint, sizeof(endpoint), "%s", s->endpoint && s->endpoint[0] ? s->endpoint
                                                                            : DEFAULT_ENDPOINT);
@@ -282,6 +317,19 @@ static int run_pull(pull_settings_t *s, const char *name)
         return 1;
     }
 
+    /* Two pulls into one directory would append to the same partial files. */
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0 || flock(dir_fd, LOCK_EX | LOCK_NB) != 0) {
+        int lock_errno = errno;
+        fprintf(stderr, "agentnet model pull: %s \"%s\": %s\n",
+                lock_errno == EWOULDBLOCK ? "another agentnet model pull is writing to"
+                                          : "cannot lock --dir",
+                dir, lock_errno == EWOULDBLOCK ? "wait for it to finish" : strerror(lock_errno));
+        if (dir_fd >= 0)
+            close(dir_fd);
+        return 1;
+    }
+
     hub_client_t client = {
         .endpoint = endpoint,
         .token = token[0] ? token : NULL,
@@ -292,35 +340,10 @@ static int run_pull(pull_settings_t *s, const char *name)
         .retries = s->retries,
         .progress = isatty(STDERR_FILENO),
     };
-    hub_listing_t listing;
-    char err[2048];
-    if (hub_list_files(&client, &listing, err, sizeof(err)) != 0) {
-        fprintf(stderr, "agentnet model pull: %s\n", err);
-        return 1;
-    }
-    if (listing.count == 0) {
-        fprintf(stderr, "agentnet model pull: %s has no files at revision \"%s\"; check the "
-                "model name and --revision\n", name, s->revision);
-        hub_listing_free(&listing);
-        return 1;
-    }
-
-    size_t excluded;
-    size_t failed = pull_files(&client, dir, &listing, s->all, &excluded);
-    size_t listing_count = listing.count;
-    hub_listing_free(&listing);
+    int rc = pull_model(&client, dir, s->all);
     memset(token, 0, sizeof(token));
-    if (failed) {
-        fprintf(stderr, "agentnet model pull: %zu of %zu files failed; run the same command again "
-                "to resume\n", failed, listing_count - excluded);
-        return 1;
-    }
-
-    /* Every file is in place, so only empty folders can remain under .partial. */
-    char partial_dir[4200];
-    snprintf(partial_dir, sizeof(partial_dir), "%s/%s", dir, HUB_PARTIAL_DIR);
-    nftw(partial_dir, remove_empty_dir, 16, FTW_DEPTH | FTW_PHYS);
-    return 0;
+    close(dir_fd);
+    return rc;
 }
 
 int cli_model(int argc, char **argv)

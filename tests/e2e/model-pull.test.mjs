@@ -1,10 +1,10 @@
 // `agentnet model pull` against a fake Hugging Face hub on 127.0.0.1.
 //
-// The fake speaks the part of the hub protocol that the command uses: a
-// paginated recursive tree listing at /api/models/REPO/tree/REV with git
-// blob SHA-1 oids and LFS SHA-256 oids, and file downloads at
-// /REPO/resolve/REV/PATH that redirect LFS files to a second server, the
-// "CDN", and honour Range requests. Tests switch on faults per file.
+// The fake speaks the part of the hub protocol that the command uses. Its
+// tree listing at /api/models/REPO/tree/REV is paginated and recursive, with
+// git blob SHA-1 oids and LFS SHA-256 oids. Its downloads at
+// /REPO/resolve/REV/PATH honour Range requests and redirect LFS files to a
+// second server, the "CDN". Tests switch on faults per file.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -74,14 +74,18 @@ function listen(server) {
 //   failTimes:   Map path -> number of 503 responses before the file is served
 //   ignoreRange: when true, Range headers are ignored (200 with the whole file)
 //   private:     when true, every request without `Bearer TOKEN` gets 401
+//   hold:        Set of paths whose downloads wait until hub.release() is called
 async function startFakeHub(t) {
   const files = modelFiles();
   const hub = {
     files,
     requests: [],
     cdnRequests: [],
-    faults: { drop: new Set(), corrupt: new Set(), failTimes: new Map(), ignoreRange: false, private: false },
+    faults: { drop: new Set(), corrupt: new Set(), failTimes: new Map(), ignoreRange: false, private: false, hold: new Set() },
   };
+  let releaseHeld;
+  const holdReleased = new Promise((resolve) => (releaseHeld = resolve));
+  hub.release = () => releaseHeld();
 
   const treeEntries = () => {
     const entries = [{ type: 'directory', path: '1_Pooling', oid: '0'.repeat(40), size: 0 }];
@@ -186,6 +190,12 @@ async function startFakeHub(t) {
       hub.faults.failTimes.set(filePath, failures - 1);
       res.writeHead(503, { 'Content-Type': 'text/plain' });
       res.end('try again');
+      return;
+    }
+    if (hub.faults.hold.has(filePath)) {
+      hub.faults.hold.delete(filePath);
+      hub.heldRequest = true;
+      holdReleased.then(() => sendFile(req, res, filePath));
       return;
     }
     if (files.get(filePath).lfs) {
@@ -541,6 +551,38 @@ test('default dir is models/NAME', async (t) => {
   const status = await new Promise((resolve) => child.on('close', resolve));
   assert.equal(status, 0, `exit status; stderr:\n${stderr}`);
   assertModelFiles(hub, path.join(cwd, 'models', 'mini-model'));
+});
+
+test('empty file is downloaded', async (t) => {
+  const hub = await startFakeHub(t);
+  hub.files.set('2_Normalize/empty.txt', { content: Buffer.alloc(0) });
+  const dir = makeTempDir();
+
+  const result = await pull(hub, [REPO, '--dir', dir]);
+  assert.equal(result.status, 0, `exit status; stderr:\n${result.stderr}`);
+  assert.ok(result.stdout.includes('downloaded 2_Normalize/empty.txt (0 bytes)\n'), result.stdout);
+  assert.equal(statSync(path.join(dir, '2_Normalize/empty.txt')).size, 0);
+});
+
+test('second pull into one dir is rejected', async (t) => {
+  const hub = await startFakeHub(t);
+  const dir = makeTempDir();
+  hub.faults.hold.add('vocab.txt');
+
+  const first = pull(hub, [REPO, '--dir', dir]);
+  while (!hub.heldRequest) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const second = await pull(hub, [REPO, '--dir', dir]);
+  hub.release();
+  assert.equal(second.status, 1);
+  assert.equal(
+    second.stderr.trim(),
+    `agentnet model pull: another agentnet model pull is writing to "${dir}": wait for it to finish`,
+  );
+  const firstResult = await first;
+  assert.equal(firstResult.status, 0, `first pull; stderr:\n${firstResult.stderr}`);
+  assertModelFiles(hub, dir);
 });
 
 test('usage errors exit 2', async () => {
