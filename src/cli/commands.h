@@ -4,6 +4,7 @@
 
 int cli_serve(int argc, char **argv);
 int cli_cache(int argc, char **argv);
+int cli_embed(int argc, char **argv);
 int cli_model(int argc, char **argv);
 
 #endif

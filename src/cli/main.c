@@ -13,6 +13,7 @@ static void print_usage(FILE *out)
             "  serve          run the OpenAI-compatible caching gateway\n"
             "  cache stats    print cache statistics of a data directory\n"
             "  cache purge    remove cached entries from a data directory\n"
+            "  embed          embed text lines with a local model (default hash:384)\n"
             "  model pull     download a model from the Hugging Face hub\n\n"
             "Options:\n"
             "  --version      print the version\n"
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
         return cli_serve(argc - 2, argv + 2);
     if (strcmp(command, "cache") == 0)
         return cli_cache(argc - 2, argv + 2);
+    if (strcmp(command, "embed") == 0)
+        return cli_embed(argc - 2, argv + 2);
     if (strcmp(command, "model") == 0)
         return cli_model(argc - 2, argv + 2);
 

@@ -132,8 +132,28 @@ static int apply_config(const char *path, const opt_t *table, size_t count, void
     return 0;
 }
 
+/* Returns the long flag of a short form, or its argument when no short form matches. */
+static const char *resolve_alias(const opt_alias_t *aliases, size_t alias_count,
+                                 const char *alias)
+{
+    for (size_t i = 0; i < alias_count; i++)
+        if (strcmp(aliases[i].alias, alias) == 0)
+            return aliases[i].flag;
+    return alias;
+}
+
+
 int opt_parse(const char *command, const opt_t *table, size_t count, void *settings, int argc,
               char **argv, size_t config_offset)
+{
+    return opt_parse_aliased(command, table, count, NULL, 0, settings, argc, argv,
+                             config_offset);
+}
+
+
+int opt_parse_aliased(const char *command, const opt_t *table, size_t count,
+                      const opt_alias_t *aliases, size_t alias_count, void *settings, int argc,
+                      char **argv, size_t config_offset)
 {
     /* The config file is named by a flag or AGENTNET_CONFIG, and read first. */
     const char *config_path = getenv("AGENTNET_CONFIG");
@@ -170,7 +190,7 @@ int opt_parse(const char *command, const opt_t *table, size_t count, void *setti
             snprintf(flag, sizeof(flag), "%s", arg);
         }
 
-        const opt_t *opt = find_flag(table, count, flag);
+        const opt_t *opt = find_flag(table, count, resolve_alias(aliases, alias_count, flag));
         if (!opt) {
             fprintf(stderr, "agentnet %s: unknown option \"%s\"; see agentnet %s --help\n",
                     command, arg, command);
@@ -192,11 +212,23 @@ int opt_parse(const char *command, const opt_t *table, size_t count, void *setti
 
 void opt_print_help(const char *command, const char *summary, const opt_t *table, size_t count)
 {
+    opt_print_help_aliased(command, summary, table, count, NULL, 0);
+}
+
+
+void opt_print_help_aliased(const char *command, const char *summary, const opt_t *table,
+                            size_t count, const opt_alias_t *aliases, size_t alias_count)
+{
     printf("Usage: agentnet %s [OPTIONS]\n\n%s\n\nOptions (flag, then environment variable):\n",
            command, summary);
     for (size_t i = 0; i < count; i++) {
+        const char *alias = NULL;
+        for (size_t a = 0; a < alias_count; a++)
+            if (strcmp(aliases[a].flag, table[i].flag) == 0)
+                alias = aliases[a].alias;
         char left[80];
-        snprintf(left, sizeof(left), "%s %s", table[i].flag, table[i].value ? table[i].value : "");
+        snprintf(left, sizeof(left), "%s%s%s %s", alias ? alias : "", alias ? ", " : "",
+                 table[i].flag, table[i].value ? table[i].value : "");
         printf("  %-32s %s\n", left, table[i].help);
         if (table[i].env)
             printf("  %-32s   env: %s\n", "", table[i].env);

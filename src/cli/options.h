@@ -36,4 +36,17 @@ int opt_parse(const char *command, const opt_t *table, size_t count, void *setti
 
 void opt_print_help(const char *command, const char *summary, const opt_t *table, size_t count);
 
+/* A short form of a flag in the same table, such as -m for --model. */
+typedef struct {
+    const char *alias; /* "-m" */
+    const char *flag;  /* "--model" */
+} opt_alias_t;
+
+/* opt_parse and opt_print_help for a table whose flags also have short forms. */
+int opt_parse_aliased(const char *command, const opt_t *table, size_t count,
+                      const opt_alias_t *aliases, size_t alias_count, void *settings, int argc,
+                      char **argv, size_t config_offset);
+void opt_print_help_aliased(const char *command, const char *summary, const opt_t *table,
+                            size_t count, const opt_alias_t *aliases, size_t alias_count);
+
 #endif
