@@ -77,7 +77,8 @@ void an__lmdb_record_encode(const an__lmdb_record_t *rec, void *out)
 /*
  * Decodes a record in place. Returns AN_EIO for an unknown version or for
  * lengths that disagree with the record size, which means the data is not
- * a record this build wrote.
+ * a record this build wrote. Every length is checked against len before
+ * use, so a damaged record cannot send a reader past its end.
  */
 int an__lmdb_record_decode(const void *data, size_t len, an__lmdb_record_t *rec)
 {
@@ -90,9 +91,10 @@ int an__lmdb_record_decode(const void *data, size_t len, an__lmdb_record_t *rec)
     rec->created_ms = (int64_t)an__lmdb_u64_load(p + 8);
     rec->expires_ms = (int64_t)an__lmdb_u64_load(p + 16);
     uint64_t value_len = an__lmdb_u64_load(p + 24);
+    size_t fixed_len = an__lmdb_record_size(rec->content_type_len, rec->namespace_len, 0);
     if (rec->content_type_len >= AN_CACHE_MAX_CONTENT_TYPE ||
-        rec->namespace_len >= AN_CACHE_MAX_NAMESPACE ||
-        value_len != len - an__lmdb_record_size(rec->content_type_len, rec->namespace_len, 0))
+        rec->namespace_len >= AN_CACHE_MAX_NAMESPACE || len < fixed_len ||
+        value_len != len - fixed_len)
         return AN_EIO;
 
     rec->value_len = (size_t)value_len;

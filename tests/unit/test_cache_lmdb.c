@@ -24,7 +24,7 @@
 
 #include "agentnet/cache.h"
 #include "agentnet/log.h"
-#include "cache/cache_internal.h"
+#include "cache/lmdb_internal.h"
 
 typedef struct {
     int64_t now_ms;
@@ -523,6 +523,35 @@ static void newer_format_is_rejected(void **state)
 }
 
 
+/* A record whose lengths reach past its end does not decode, whatever its value length field says. */
+static void record_decode_rejects_overrun_lengths(void **state)
+{
+    (void)state;
+    uint8_t record[40] = {AN__LMDB_RECORD_VERSION, 10, 0};
+    an__lmdb_record_t rec;
+
+    /* 32 + 10 content type bytes > 40: the length check must not wrap around. */
+    an__lmdb_u64_store(record + 24, (uint64_t)40 - 42);
+    assert_int_equal(an__lmdb_record_decode(record, sizeof(record), &rec), AN_EIO);
+
+    record[1] = 0;
+    record[2] = 9;
+    an__lmdb_u64_store(record + 24, (uint64_t)40 - 41);
+    assert_int_equal(an__lmdb_record_decode(record, sizeof(record), &rec), AN_EIO);
+
+    /* The same bytes with consistent lengths decode. */
+    record[2] = 3;
+    an__lmdb_u64_store(record + 24, 5);
+    assert_int_equal(an__lmdb_record_decode(record, sizeof(record), &rec), 0);
+    assert_int_equal(rec.namespace_len, 3);
+    assert_int_equal(rec.value_len, 5);
+
+    assert_int_equal(an__lmdb_record_decode(record, AN__LMDB_HEADER_BYTES - 1, &rec), AN_EIO);
+    record[0] = AN__LMDB_RECORD_VERSION + 1;
+    assert_int_equal(an__lmdb_record_decode(record, sizeof(record), &rec), AN_EIO);
+}
+
+
 static void missing_dir_is_created(void **state)
 {
     fixture_t *f = *state;
@@ -1005,6 +1034,7 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(corrupt_data_file_error_names_fix, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(newer_format_is_rejected, setup_dir, teardown_dir),
+        cmocka_unit_test(record_decode_rejects_overrun_lengths),
         cmocka_unit_test_setup_teardown(missing_dir_is_created, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(lru_evicts_least_recent_first, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(lru_counts_unflushed_hits, setup_dir, teardown_dir),
