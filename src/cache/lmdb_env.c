@@ -32,6 +32,14 @@
 #define MAP_FULL_EVICT_DIVISOR 10
 
 /*
+ * Retries of a transaction begin after adopting a map grown by another
+ * process or clearing dead readers from a full reader table. More than
+ * one, because the other process may grow the map again between the
+ * adoption and the retry.
+ */
+#define MAX_BEGIN_RETRIES 3
+
+/*
  * LMDB forbids opening one environment twice in a process: closing either
  * handle drops the other's file locks. The registry rejects a second open of
  * the same directory. registry_lock guards the list. Each node records the
@@ -136,7 +144,27 @@ static void adopt_map_size(an__lmdb_cache_t *lc, const an_cache_t *cache)
 }
 
 
-/* Begins a transaction holding map_lock shared; on failure the lock is released. */
+/*
+ * Frees the reader slots of processes that died inside a read transaction.
+ * Such a slot pins the snapshot it was reading, so the pages freed since
+ * cannot be reused, and a few of them can fill the reader table. Returns
+ * the number of slots freed.
+ */
+static int clear_dead_readers(an__lmdb_cache_t *lc, const an_cache_t *cache)
+{
+    int dead = 0;
+    if (mdb_reader_check(lc->env, &dead) == 0 && dead > 0)
+        an_logf(AN_LOG_INFO, "cache: cleared %d reader slots left by dead processes in \"%s\"",
+                dead, cache->path);
+    return dead;
+}
+
+
+/*
+ * Begins a transaction holding map_lock shared; on failure the lock is
+ * released. A map grown by another process is adopted and the begin
+ * retried, and so is a full reader table once dead readers were cleared.
+ */
 static int txn_begin(an__lmdb_cache_t *lc, const an_cache_t *cache, unsigned flags, MDB_txn **txn)
 {
     for (int attempt = 0;; attempt++) {
@@ -145,9 +173,12 @@ static int txn_begin(an__lmdb_cache_t *lc, const an_cache_t *cache, unsigned fla
         if (rc == 0)
             return 0;
         pthread_rwlock_unlock(&lc->map_lock);
-        if (rc != MDB_MAP_RESIZED || attempt > 0)
+        if (attempt >= MAX_BEGIN_RETRIES)
             return rc;
-        adopt_map_size(lc, cache);
+        if (rc == MDB_MAP_RESIZED)
+            adopt_map_size(lc, cache);
+        else if (rc != MDB_READERS_FULL || clear_dead_readers(lc, cache) == 0)
+            return rc;
     }
 }
 
@@ -279,64 +310,83 @@ static int evict_share_fn(an_cache_t *cache, an__lmdb_write_t *w, void *ctx)
     uint64_t target = w->meta[AN__LMDB_META_ENTRIES] / MAP_FULL_EVICT_DIVISOR;
     share->target = target ? target : 1;
     while (share->evicted < share->target) {
-        uint64_t before = share->evicted;
         int rc = an__lmdb_evict_oldest(cache, w, &share->evicted);
+        if (rc == MDB_NOTFOUND)
+            break; /* the index is empty: nothing is left to evict */
         if (rc != 0)
             return rc;
-        if (share->evicted == before)
-            break;
     }
     return 0;
 }
 
 
+/* Returns the size of the map this process has mapped, in bytes. */
+static uint64_t current_map_bytes(an__lmdb_cache_t *lc)
+{
+    MDB_envinfo info;
+    pthread_rwlock_rdlock(&lc->map_lock);
+    int rc = mdb_env_info(lc->env, &info);
+    pthread_rwlock_unlock(&lc->map_lock);
+    return rc == 0 ? (uint64_t)info.me_mapsize : 0;
+}
+
+
 /*
- * Grows the map by a quarter, at least MAP_SLACK_BYTES. The caller must have no
- * transaction. Other processes adopt the new size through MDB_MAP_RESIZED.
+ * Grows the map by a quarter, at least MAP_SLACK_BYTES, unless another
+ * thread already grew it past seen_bytes, the size the caller found full.
+ * The caller must have no transaction. Other processes adopt the new size
+ * through MDB_MAP_RESIZED.
  */
-static int grow_map(an_cache_t *cache)
+static int grow_map(an_cache_t *cache, uint64_t seen_bytes)
 {
     an__lmdb_cache_t *lc = cache->backend;
-    MDB_envinfo info;
-    int rc = mdb_env_info(lc->env, &info);
-    if (rc != 0)
-        return rc;
-    uint64_t step = info.me_mapsize / 4 > MAP_SLACK_BYTES ? info.me_mapsize / 4 : MAP_SLACK_BYTES;
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t grown = (info.me_mapsize + step + page - 1) / page * page;
-
     pthread_rwlock_wrlock(&lc->map_lock);
-    rc = mdb_env_set_mapsize(lc->env, (size_t)grown);
+    MDB_envinfo info;
+    memset(&info, 0, sizeof(info));
+    int rc = mdb_env_info(lc->env, &info);
+    uint64_t grown = info.me_mapsize;
+    if (rc == 0 && info.me_mapsize <= seen_bytes) {
+        uint64_t step = info.me_mapsize / 4 > MAP_SLACK_BYTES ? info.me_mapsize / 4
+                                                               : MAP_SLACK_BYTES;
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+        grown = (info.me_mapsize + step + page - 1) / page * page;
+        rc = mdb_env_set_mapsize(lc->env, (size_t)grown);
+    }
     pthread_rwlock_unlock(&lc->map_lock);
+    if (rc != 0 || grown == info.me_mapsize)
+        return rc;
 
     char from[32], to[32];
     snprintf(from, sizeof(from), "%llu", (unsigned long long)info.me_mapsize);
     snprintf(to, sizeof(to), "%llu", (unsigned long long)grown);
-    an_log(AN_LOG_WARN, "cache: lmdb map full even for eviction; grew the map", "cache",
-           cache->name, "path", cache->path, "map_bytes", from, "new_map_bytes", to,
-           (const char *)NULL);
-    return rc;
+    an_log(AN_LOG_WARN, "cache: lmdb map full; grew the map", "cache", cache->name, "path",
+           cache->path, "map_bytes", from, "new_map_bytes", to, (const char *)NULL);
+    return 0;
 }
 
 
 /*
  * Runs fn in a write transaction. When LMDB reports a full map, which the
  * byte bound should prevent but fragmentation and readers pinning old pages
- * can still cause, evicts a tenth of the entries and retries fn once.
- * Deleting also needs free pages, since LMDB copies every page it changes,
- * so when even the eviction finds the map full, the map grows first.
- * Returns an LMDB error code. fn must tolerate being run twice.
+ * can still cause, clears the slots of dead readers, evicts a tenth of the
+ * entries and retries fn. Deleting also needs free pages, since LMDB copies
+ * every page it changes, so when the eviction or the retry finds the map
+ * full too, the map grows and that step runs once more. fn may be run up
+ * to three times, so it must tolerate a rerun. Returns an LMDB error code.
  */
 int an__lmdb_write(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx)
 {
+    an__lmdb_cache_t *lc = cache->backend;
     int rc = write_once(cache, fn, ctx);
     if (rc != MDB_MAP_FULL)
         return rc;
 
+    uint64_t full_bytes = current_map_bytes(lc);
+    clear_dead_readers(lc, cache);
     evict_share_t share = {0};
     rc = write_once(cache, evict_share_fn, &share);
     if (rc == MDB_MAP_FULL) {
-        rc = grow_map(cache);
+        rc = grow_map(cache, full_bytes);
         if (rc == 0)
             rc = write_once(cache, evict_share_fn, &share);
     }
@@ -348,7 +398,14 @@ int an__lmdb_write(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx)
     an_log(AN_LOG_WARN, "cache: lmdb map full; evicted the oldest entries and retrying", "cache",
            cache->name, "path", cache->path, "evicted", evicted, (const char *)NULL);
     atomic_fetch_add(&cache->counters.evictions, share.evicted);
-    return write_once(cache, fn, ctx);
+
+    rc = write_once(cache, fn, ctx);
+    if (rc == MDB_MAP_FULL) {
+        rc = grow_map(cache, full_bytes);
+        if (rc == 0)
+            rc = write_once(cache, fn, ctx);
+    }
+    return rc;
 }
 
 
@@ -519,10 +576,7 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
     }
 
     /* A process killed inside a read leaves its slot taken until someone clears it. */
-    int dead = 0;
-    if (mdb_reader_check(lc->env, &dead) == 0 && dead > 0)
-        an_logf(AN_LOG_INFO, "cache: cleared %d reader slots left by dead processes in \"%s\"",
-                dead, path);
+    clear_dead_readers(lc, cache);
 
     rc = open_meta_dbi(lc);
     setup_ctx_t setup = {0};
