@@ -40,6 +40,8 @@ static int lmdb_open(an_cache_t *cache, char *err, size_t err_len)
         goto fail_pool_lock;
     if (pthread_mutex_init(&lc->flush_lock, NULL) != 0)
         goto fail_flush_lock;
+    if (pthread_mutex_init(&lc->write_lock, NULL) != 0)
+        goto fail_write_lock;
     if (an__lmdb_access_init(&lc->access) != 0)
         goto fail_access;
 
@@ -52,6 +54,7 @@ static int lmdb_open(an_cache_t *cache, char *err, size_t err_len)
 fail_env:
     cache->backend = NULL;
     an__lmdb_access_free(&lc->access);
+    pthread_mutex_destroy(&lc->write_lock);
     pthread_mutex_destroy(&lc->flush_lock);
     pthread_mutex_destroy(&lc->pool_lock);
     pthread_rwlock_destroy(&lc->map_lock);
@@ -60,6 +63,8 @@ fail_env:
     return rc;
 
 fail_access:
+    pthread_mutex_destroy(&lc->write_lock);
+fail_write_lock:
     pthread_mutex_destroy(&lc->flush_lock);
 fail_flush_lock:
     pthread_mutex_destroy(&lc->pool_lock);
@@ -85,6 +90,7 @@ static void lmdb_close(an_cache_t *cache)
 
     an__lmdb_env_close(cache);
     an__lmdb_access_free(&lc->access);
+    pthread_mutex_destroy(&lc->write_lock);
     pthread_mutex_destroy(&lc->flush_lock);
     pthread_mutex_destroy(&lc->pool_lock);
     pthread_rwlock_destroy(&lc->map_lock);

@@ -276,9 +276,12 @@ static int write_once(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx)
     an__lmdb_write_t w = {0};
     uint64_t loaded[AN__LMDB_META_COUNT];
 
+    pthread_mutex_lock(&lc->write_lock);
     int rc = txn_begin(lc, cache, 0, &w.txn);
-    if (rc != 0)
+    if (rc != 0) {
+        pthread_mutex_unlock(&lc->write_lock);
         return rc;
+    }
 
     rc = an__lmdb_meta_read(lc, w.txn, loaded);
     if (rc == 0) {
@@ -293,6 +296,7 @@ static int write_once(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx)
         mdb_txn_abort(w.txn);
 
     pthread_rwlock_unlock(&lc->map_lock);
+    pthread_mutex_unlock(&lc->write_lock);
     return rc;
 }
 

@@ -145,8 +145,9 @@ typedef struct {
 
 /*
  * The lmdb backend state. Handles and dbis are set at open and read-only
- * afterwards. Locks, in the order they are taken: flush_lock, then map_lock,
- * then LMDB's own writer lock, then pool_lock or touch_lock (leaf locks).
+ * afterwards. Locks, in the order they are taken: flush_lock, then
+ * write_lock, then map_lock, then LMDB's own writer lock, then pool_lock or
+ * touch_lock (leaf locks).
  */
 typedef struct {
     MDB_env *env;
@@ -173,6 +174,16 @@ typedef struct {
      * counts a delta twice, once persisted and once still pending.
      */
     pthread_mutex_t flush_lock;
+
+    /*
+     * Held around every write transaction, so that at most one thread of
+     * this process waits on LMDB's writer lock, a robust mutex shared with
+     * other processes. When a process dies holding that lock, the kernel
+     * wakes one waiter. If it wakes another thread of the dying process, the
+     * wakeup is lost, and waiters in live processes sleep until a new writer
+     * arrives. test_cache_lmdb_stress hung that way before this lock.
+     */
+    pthread_mutex_t write_lock;
 
     an__lmdb_access_t access;
 } an__lmdb_cache_t;
