@@ -276,9 +276,31 @@ uint64_t an__lmdb_stored_bytes(const void *data, size_t len)
 
 
 /*
+ * Returns 1 when lru_key is the key that the entry's "access" value names,
+ * or when the entry has no readable access value and so no other key that
+ * eviction could reach it by. Returns 0 for a stale key: the entry moved on
+ * to a newer key, and evicting it through this one would evict it early.
+ */
+static int lru_key_is_current(an__lmdb_cache_t *lc, MDB_txn *txn, const an_cache_key_t *key,
+                              const uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES])
+{
+    MDB_val k = {AN_CACHE_KEY_BYTES, (void *)key->bytes}, v;
+    an__lmdb_access_rec_t access;
+    if (mdb_get(txn, lc->access_dbi, &k, &v) != 0 ||
+        an__lmdb_access_decode(v.mv_data, v.mv_size, &access) != 0)
+        return 1;
+    uint8_t named[AN__LMDB_LRU_KEY_BYTES];
+    an__lmdb_lru_key(access.last_access_ms, access.lru_seq, key, named);
+    return memcmp(named, lru_key, AN__LMDB_LRU_KEY_BYTES) == 0;
+}
+
+
+/*
  * Removes the entry at the start of the "lru" index and adds one to
- * *evicted. Returns MDB_NOTFOUND when the index is empty. An index key
- * whose entry is gone is deleted on the way.
+ * *evicted. Returns MDB_NOTFOUND when the index is empty. A stale index key,
+ * whose entry is gone or names a newer key, and a key of the wrong size are
+ * deleted on the way without evicting anything, so an entry is evicted and
+ * counted once, at its own key.
  */
 int an__lmdb_evict_oldest(an_cache_t *cache, an__lmdb_write_t *w, uint64_t *evicted)
 {
@@ -290,16 +312,20 @@ int an__lmdb_evict_oldest(an_cache_t *cache, an__lmdb_write_t *w, uint64_t *evic
             return rc;
         MDB_val lru, empty;
         rc = mdb_cursor_get(cursor, &lru, &empty, MDB_FIRST);
-        if (rc == 0 && lru.mv_size != AN__LMDB_LRU_KEY_BYTES)
-            rc = MDB_CORRUPTED;
+        int malformed = rc == 0 && lru.mv_size != AN__LMDB_LRU_KEY_BYTES;
+        uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
         an_cache_key_t key;
-        if (rc == 0)
-            memcpy(key.bytes, (const uint8_t *)lru.mv_data + 16, AN_CACHE_KEY_BYTES);
+        if (rc == 0 && !malformed) {
+            memcpy(lru_key, lru.mv_data, sizeof(lru_key));
+            memcpy(key.bytes, lru_key + 16, AN_CACHE_KEY_BYTES);
+        }
         if (rc == 0)
             rc = mdb_cursor_del(cursor, 0);
         mdb_cursor_close(cursor);
         if (rc != 0)
             return rc;
+        if (malformed)
+            continue; /* names no entry, and would otherwise stop eviction for good */
 
         MDB_val k = {AN_CACHE_KEY_BYTES, key.bytes}, v;
         rc = mdb_get(w->txn, lc->entries_dbi, &k, &v);
@@ -307,6 +333,8 @@ int an__lmdb_evict_oldest(an_cache_t *cache, an__lmdb_write_t *w, uint64_t *evic
             continue;
         if (rc != 0)
             return rc;
+        if (!lru_key_is_current(lc, w->txn, &key, lru_key))
+            continue;
 
         rc = an__lmdb_remove_entry(cache, w, &key, an__lmdb_stored_bytes(v.mv_data, v.mv_size));
         if (rc == 0)

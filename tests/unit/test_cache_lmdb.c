@@ -523,6 +523,137 @@ static void newer_format_is_rejected(void **state)
 }
 
 
+/* Opens dir with LMDB directly, in a process that has no cache open on it. */
+static MDB_env *raw_env_open(const char *dir)
+{
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_set_maxreaders(env, 1024), 0);
+    int rc = mdb_env_open(env, dir, MDB_NOTLS, 0644);
+    if (rc != 0)
+        fail_msg("mdb_env_open(%s) failed: %s", dir, mdb_strerror(rc));
+    return env;
+}
+
+
+static MDB_dbi raw_dbi(MDB_txn *txn, const char *name)
+{
+    MDB_dbi dbi;
+    int rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbi);
+    if (rc != 0)
+        fail_msg("mdb_dbi_open(%s) failed: %s", name, mdb_strerror(rc));
+    return dbi;
+}
+
+
+/* Sizes of the per-entry databases and the persisted format, read with LMDB directly. */
+typedef struct {
+    size_t entries;
+    size_t access;
+    size_t lru;
+    uint64_t format;
+    uint64_t meta_entries;
+} raw_counts_t;
+
+
+static raw_counts_t raw_counts(const char *dir)
+{
+    MDB_env *env = raw_env_open(dir);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_stat stat;
+    raw_counts_t counts = {0};
+    assert_int_equal(mdb_stat(txn, raw_dbi(txn, "entries"), &stat), 0);
+    counts.entries = stat.ms_entries;
+    assert_int_equal(mdb_stat(txn, raw_dbi(txn, "access"), &stat), 0);
+    counts.access = stat.ms_entries;
+    assert_int_equal(mdb_stat(txn, raw_dbi(txn, "lru"), &stat), 0);
+    counts.lru = stat.ms_entries;
+
+    MDB_dbi meta = raw_dbi(txn, "meta");
+    MDB_val key = {6, "format"}, val;
+    assert_int_equal(mdb_get(txn, meta, &key, &val), 0);
+    counts.format = an__lmdb_u64_load(val.mv_data);
+    key = (MDB_val){7, "entries"};
+    assert_int_equal(mdb_get(txn, meta, &key, &val), 0);
+    counts.meta_entries = an__lmdb_u64_load(val.mv_data);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return counts;
+}
+
+
+static void assert_counts_in_step(const char *dir, size_t entries)
+{
+    raw_counts_t counts = raw_counts(dir);
+    if (counts.entries != entries || counts.access != entries || counts.lru != entries ||
+        counts.meta_entries != entries)
+        fail_msg("expected %zu of each: %zu entries, %zu access values, %zu lru keys, "
+                 "total %llu",
+                 entries, counts.entries, counts.access, counts.lru,
+                 (unsigned long long)counts.meta_entries);
+}
+
+
+/* Child process body: adds a stale "lru" key at time 0 for entry i while the parent has the cache open. */
+static void add_stale_lru_key_then_exit(const char *dir, int i)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi lru;
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 4) != 0 ||
+        mdb_env_set_maxreaders(env, 1024) != 0 || mdb_env_open(env, dir, MDB_NOTLS, 0644) != 0)
+        _exit(10);
+    if (mdb_txn_begin(env, NULL, 0, &txn) != 0 || mdb_dbi_open(txn, "lru", 0, &lru) != 0)
+        _exit(11);
+    an_cache_key_t key = key_n(i);
+    uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
+    an__lmdb_lru_key(0, 0, &key, lru_key);
+    MDB_val k = {sizeof(lru_key), lru_key}, empty = {0, NULL};
+    if (mdb_put(txn, lru, &k, &empty, 0) != 0 || mdb_txn_commit(txn) != 0)
+        _exit(12);
+    mdb_env_close(env);
+    _exit(0);
+}
+
+
+/*
+ * An "lru" key that its entry's access value does not name is skipped by
+ * eviction: the entry keeps its place and is not counted as evicted.
+ */
+static void stale_lru_key_does_not_evict_early(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 3, 1 << 20, 0, &clock);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(put_text(cache, i, "v", NULL, -1), 0);
+        clock.now_ms += 10;
+    }
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        add_stale_lru_key_then_exit(f->dir, 3);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); /* 10-12: the child could not add the key */
+
+    assert_int_equal(put_text(cache, 4, "v", NULL, -1), 0);
+    assert_false(present(cache, 1));
+    assert_true(present(cache, 2));
+    assert_true(present(cache, 3));
+    assert_true(present(cache, 4));
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.evictions, 1);
+    assert_int_equal(stats.entries, 3);
+    an_cache_close(cache);
+    assert_counts_in_step(f->dir, 3);
+}
+
+
 /* A record whose lengths reach past its end does not decode, whatever its value length field says. */
 static void record_decode_rejects_overrun_lengths(void **state)
 {
@@ -1034,6 +1165,8 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(corrupt_data_file_error_names_fix, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(newer_format_is_rejected, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(stale_lru_key_does_not_evict_early, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test(record_decode_rejects_overrun_lengths),
         cmocka_unit_test_setup_teardown(missing_dir_is_created, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(lru_evicts_least_recent_first, setup_dir, teardown_dir),
