@@ -439,7 +439,11 @@ typedef struct {
 } setup_ctx_t;
 
 
-/* Creates the named databases and records the format version of a new environment. */
+/*
+ * Creates the named databases and rejects a format newer than this build's.
+ * an__lmdb_check_fn records the format, in the next transaction, once the
+ * handles opened here are committed.
+ */
 static int setup_fn(an_cache_t *cache, an__lmdb_write_t *w, void *ctx)
 {
     an__lmdb_cache_t *lc = cache->backend;
@@ -452,11 +456,10 @@ static int setup_fn(an_cache_t *cache, an__lmdb_write_t *w, void *ctx)
     if (rc != 0)
         return rc;
 
-    if (w->meta[AN__LMDB_META_FORMAT] > AN__LMDB_RECORD_VERSION) {
+    if (w->meta[AN__LMDB_META_FORMAT] > AN__LMDB_FORMAT_VERSION) {
         setup->newer_format = (int)w->meta[AN__LMDB_META_FORMAT];
         return MDB_INCOMPATIBLE;
     }
-    w->meta[AN__LMDB_META_FORMAT] = AN__LMDB_RECORD_VERSION;
     return 0;
 }
 
@@ -489,7 +492,7 @@ static void describe_open_error(const an_cache_t *cache, int rc, int newer_forma
         an__cache_error(err, err_len,
                         "cache: \"%s\" holds cache format %d, newer than this build's %d; upgrade "
                         "agentnet or pass another --data-dir",
-                        path, newer_format, AN__LMDB_RECORD_VERSION);
+                        path, newer_format, AN__LMDB_FORMAT_VERSION);
     } else if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE ||
                rc == MDB_CORRUPTED) {
         an__cache_error(err, err_len,
@@ -505,6 +508,34 @@ static void describe_open_error(const an_cache_t *cache, int rc, int newer_forma
         an__cache_error(err, err_len, "cache: cannot open the LMDB environment in \"%s\" (%s)",
                         path, mdb_strerror(rc));
     }
+}
+
+
+/* Logs what the open-time repair changed; see lmdb_repair.c. */
+static void log_repair(const an_cache_t *cache, const an__lmdb_repair_t *repair)
+{
+    char format[24], dropped[24], fixes[24], entries_before[24], entries_after[24];
+    char bytes_before[24], bytes_after[24];
+    snprintf(format, sizeof(format), "%llu", (unsigned long long)repair->stored_format);
+    snprintf(dropped, sizeof(dropped), "%llu", (unsigned long long)repair->dropped);
+    snprintf(fixes, sizeof(fixes), "%llu", (unsigned long long)repair->index_fixes);
+    snprintf(entries_before, sizeof(entries_before), "%llu",
+             (unsigned long long)repair->entries_before);
+    snprintf(entries_after, sizeof(entries_after), "%llu",
+             (unsigned long long)repair->entries_after);
+    snprintf(bytes_before, sizeof(bytes_before), "%llu", (unsigned long long)repair->bytes_before);
+    snprintf(bytes_after, sizeof(bytes_after), "%llu", (unsigned long long)repair->bytes_after);
+
+    int changed = repair->dropped > 0 || repair->index_fixes > 0 ||
+                  repair->entries_before != repair->entries_after ||
+                  repair->bytes_before != repair->bytes_after;
+    an_log(changed ? AN_LOG_WARN : AN_LOG_INFO,
+           changed ? "cache: repaired the lmdb databases at open"
+                   : "cache: checked every lmdb entry at open and found all intact",
+           "cache", cache->name, "path", cache->path, "stored_format", format,
+           "dropped_records", dropped, "index_fixes", fixes, "entries_before", entries_before,
+           "entries_after", entries_after, "bytes_before", bytes_before, "bytes_after",
+           bytes_after, (const char *)NULL);
 }
 
 
@@ -586,11 +617,16 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
     setup_ctx_t setup = {0};
     if (rc == 0)
         rc = write_once(cache, setup_fn, &setup);
+    an__lmdb_repair_t repair = {0};
+    if (rc == 0)
+        rc = an__lmdb_write(cache, an__lmdb_check_fn, &repair);
     if (rc != 0) {
         describe_open_error(cache, rc, setup.newer_format, err, err_len);
         rc = AN_EIO;
         goto fail_env;
     }
+    if (repair.repaired)
+        log_repair(cache, &repair);
     return 0;
 
 fail_env:

@@ -1,8 +1,9 @@
 /*
  * Private contract of the lmdb backend: the handle and its locks, the on-disk
- * formats of its four named databases, and the helpers shared by lmdb.c
- * (operations), lmdb_env.c (environment and transactions), lmdb_lru.c (LRU
- * index, access records, eviction) and lmdb_record.c (record encoding).
+ * formats of its four named databases, and the shared helpers. Those live in
+ * lmdb.c (operations), lmdb_env.c (environment and transactions), lmdb_lru.c
+ * (LRU index, access records, eviction), lmdb_record.c (record encoding) and
+ * lmdb_repair.c (the check and repair at open).
  */
 #ifndef AGENTNET_CACHE_LMDB_INTERNAL_H
 #define AGENTNET_CACHE_LMDB_INTERNAL_H
@@ -54,7 +55,17 @@
  *
  * Every write transaction keeps the three per-entry databases in step: an
  * entry has a record, an access value and an "lru" key, or none of them.
+ *
+ * The "format" meta value is the version of this whole layout. Format 1 was
+ * also written by builds that had no "access" database and kept the access
+ * fields in a 56-byte record header, under the same record version byte 1,
+ * so a format 1 environment may hold records of either layout. Opening one
+ * runs the repair in lmdb_repair.c, which drops the records that do not
+ * decode and rebuilds "access" and "lru" around the rest. Change the
+ * layout only together with AN__LMDB_FORMAT_VERSION, so that older builds
+ * reject the directory instead of misreading it.
  */
+#define AN__LMDB_FORMAT_VERSION 2
 #define AN__LMDB_RECORD_VERSION 1
 #define AN__LMDB_HEADER_BYTES 32
 #define AN__LMDB_ACCESS_BYTES 24
@@ -223,6 +234,21 @@ void an__lmdb_read_end(an_cache_t *cache, MDB_txn *txn);
 int an__lmdb_meta_read(an__lmdb_cache_t *lc, MDB_txn *txn, uint64_t meta[AN__LMDB_META_COUNT]);
 int an__lmdb_write(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx);
 int an__lmdb_error(const an_cache_t *cache, const char *operation, int rc);
+
+/* What the open-time check of lmdb_repair.c found and changed. */
+typedef struct {
+    int repaired;            /* 1 when the repair ran */
+    uint64_t stored_format;  /* the "format" meta value before the check */
+    uint64_t dropped;        /* records that did not decode, deleted */
+    uint64_t index_fixes;    /* "access" values and "lru" keys added or deleted */
+    uint64_t entries_before; /* the persisted totals before the repair */
+    uint64_t bytes_before;
+    uint64_t entries_after;  /* and after it, from a full scan */
+    uint64_t bytes_after;
+} an__lmdb_repair_t;
+
+/* lmdb_repair.c */
+int an__lmdb_check_fn(an_cache_t *cache, an__lmdb_write_t *w, void *ctx);
 
 /* lmdb_lru.c */
 int an__lmdb_access_init(an__lmdb_access_t *access);

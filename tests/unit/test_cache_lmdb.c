@@ -507,7 +507,7 @@ static void newer_format_is_rejected(void **state)
     assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    uint8_t version[8] = {2};
+    uint8_t version[8] = {AN__LMDB_FORMAT_VERSION + 1};
     MDB_val key = {6, "format"}, val = {sizeof(version), version};
     assert_int_equal(mdb_put(txn, meta, &key, &val, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
@@ -518,7 +518,9 @@ static void newer_format_is_rejected(void **state)
     char err[512] = "";
     assert_int_equal(an_cache_open(&opts, &cache, err, sizeof(err)), AN_EIO);
     assert_null(cache);
-    assert_non_null(strstr(err, "format 2"));
+    char expected[32];
+    snprintf(expected, sizeof(expected), "format %d", AN__LMDB_FORMAT_VERSION + 1);
+    assert_non_null(strstr(err, expected));
     assert_non_null(strstr(err, "upgrade agentnet"));
 }
 
@@ -544,6 +546,26 @@ static MDB_dbi raw_dbi(MDB_txn *txn, const char *name)
     if (rc != 0)
         fail_msg("mdb_dbi_open(%s) failed: %s", name, mdb_strerror(rc));
     return dbi;
+}
+
+
+static void raw_put_meta(MDB_txn *txn, MDB_dbi meta, int index, uint64_t value)
+{
+    const char *name = an__lmdb_meta_names[index];
+    uint8_t bytes[8];
+    an__lmdb_u64_store(bytes, value);
+    MDB_val key = {strlen(name), (void *)name}, val = {sizeof(bytes), bytes};
+    assert_int_equal(mdb_put(txn, meta, &key, &val, 0), 0);
+}
+
+
+static void raw_put_lru_key(MDB_txn *txn, MDB_dbi lru, int64_t at_ms, uint64_t seq, int i)
+{
+    an_cache_key_t key = key_n(i);
+    uint8_t lru_key[AN__LMDB_LRU_KEY_BYTES];
+    an__lmdb_lru_key(at_ms, seq, &key, lru_key);
+    MDB_val k = {sizeof(lru_key), lru_key}, empty = {0, NULL};
+    assert_int_equal(mdb_put(txn, lru, &k, &empty, 0), 0);
 }
 
 
@@ -593,6 +615,132 @@ static void assert_counts_in_step(const char *dir, size_t entries)
                  "total %llu",
                  entries, counts.entries, counts.access, counts.lru,
                  (unsigned long long)counts.meta_entries);
+    assert_int_equal(counts.format, AN__LMDB_FORMAT_VERSION);
+}
+
+
+/*
+ * A directory last written by a build without the "access" database has
+ * format 1 and records with a 56-byte header, under the same record version
+ * byte. A build of the current layout read such a record as MDB_CORRUPTED.
+ * Opening it now drops the record and its "lru" key, and the key works again
+ * after a store.
+ */
+static void old_layout_record_is_dropped_at_open(void **state)
+{
+    fixture_t *f = *state;
+    const char *type = "application/json", *value = "{\"old\":true}";
+    size_t type_len = strlen(type), value_len = strlen(value);
+    int64_t created_ms = 1700000000000, last_access_ms = created_ms + 30000;
+    uint8_t record[56 + 64] = {1, (uint8_t)type_len, 0};
+    an__lmdb_u64_store(record + 8, (uint64_t)created_ms);
+    an__lmdb_u64_store(record + 16, (uint64_t)created_ms + 3600000);
+    an__lmdb_u64_store(record + 24, (uint64_t)last_access_ms);
+    an__lmdb_u64_store(record + 32, 23);    /* lru_seq */
+    an__lmdb_u64_store(record + 40, 1000);  /* hits */
+    an__lmdb_u64_store(record + 48, value_len);
+    memcpy(record + 56, type, type_len);
+    memcpy(record + 56 + type_len, value, value_len);
+
+    MDB_env *env = raw_env_open(f->dir);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_dbi meta = raw_dbi(txn, "meta"), entries = raw_dbi(txn, "entries");
+    MDB_dbi lru = raw_dbi(txn, "lru");
+    an_cache_key_t key = key_n(1);
+    MDB_val k = {AN_CACHE_KEY_BYTES, key.bytes}, v = {56 + type_len + value_len, record};
+    assert_int_equal(mdb_put(txn, entries, &k, &v, 0), 0);
+    raw_put_lru_key(txn, lru, last_access_ms, 23, 1);
+    raw_put_meta(txn, meta, AN__LMDB_META_FORMAT, 1);
+    raw_put_meta(txn, meta, AN__LMDB_META_ENTRIES, 1);
+    raw_put_meta(txn, meta, AN__LMDB_META_BYTES, 136 + type_len + value_len);
+    raw_put_meta(txn, meta, AN__LMDB_META_LRU_SEQ, 23);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    an_buf_t got = {0};
+    assert_int_equal(get_n(cache, 1, &got, NULL), AN_ENOTFOUND);
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 0);
+    assert_int_equal(stats.bytes, 0);
+    assert_int_equal(put_text(cache, 1, "new", NULL, -1), 0);
+    assert_int_equal(get_n(cache, 1, &got, NULL), 0);
+    assert_string_equal(got.data, "new");
+    an_buf_free(&got);
+    an_cache_close(cache);
+    assert_counts_in_step(f->dir, 1);
+}
+
+
+/* Entries written in the current layout under format 1 survive the upgrade to the new format. */
+static void current_layout_survives_format_upgrade(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(put_text(cache, i, "kept", NULL, -1), 0);
+    uint64_t bytes = stats_of(cache).bytes;
+    an_cache_close(cache);
+
+    MDB_env *env = raw_env_open(f->dir);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    raw_put_meta(txn, raw_dbi(txn, "meta"), AN__LMDB_META_FORMAT, 1);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    for (int i = 0; i < 20; i++) {
+        if (!present(cache, i))
+            fail_msg("entry %d of the current layout was lost in the format upgrade", i);
+    }
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 20);
+    assert_int_equal(stats.bytes, bytes);
+    an_cache_close(cache);
+    assert_counts_in_step(f->dir, 20);
+}
+
+
+/*
+ * An entry without an access value, a stale "lru" key and a wrong entry
+ * total are repaired at open, and eviction then follows the repaired order.
+ */
+static void out_of_step_index_is_repaired_at_open(void **state)
+{
+    fixture_t *f = *state;
+    test_clock_t clock = {1700000000000};
+    an_cache_t *cache = open_lmdb(f->dir, 3, 1 << 20, 0, &clock);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(put_text(cache, i, "v", NULL, -1), 0);
+        clock.now_ms += 10;
+    }
+    uint64_t bytes = stats_of(cache).bytes;
+    an_cache_close(cache);
+
+    MDB_env *env = raw_env_open(f->dir);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    an_cache_key_t key = key_n(2);
+    MDB_val k = {AN_CACHE_KEY_BYTES, key.bytes};
+    assert_int_equal(mdb_del(txn, raw_dbi(txn, "access"), &k, NULL), 0);
+    raw_put_lru_key(txn, raw_dbi(txn, "lru"), 0, 0, 3);
+    raw_put_meta(txn, raw_dbi(txn, "meta"), AN__LMDB_META_ENTRIES, 7);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    cache = open_lmdb(f->dir, 3, 1 << 20, 0, &clock);
+    an_cache_stats_t stats = stats_of(cache);
+    assert_int_equal(stats.entries, 3);
+    assert_int_equal(stats.bytes, bytes);
+    assert_int_equal(put_text(cache, 4, "v", NULL, -1), 0);
+    assert_false(present(cache, 1));
+    assert_true(present(cache, 2));
+    assert_true(present(cache, 3));
+    assert_true(present(cache, 4));
+    an_cache_close(cache);
+    assert_counts_in_step(f->dir, 3);
 }
 
 
@@ -1165,6 +1313,12 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(corrupt_data_file_error_names_fix, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(newer_format_is_rejected, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(old_layout_record_is_dropped_at_open, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(current_layout_survives_format_upgrade, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(out_of_step_index_is_repaired_at_open, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(stale_lru_key_does_not_evict_early, setup_dir,
                                         teardown_dir),
         cmocka_unit_test(record_decode_rejects_overrun_lengths),
