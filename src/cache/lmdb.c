@@ -9,6 +9,7 @@
  * pending hits, and close flushes last. A put that must evict applies
  * pending hits first, so eviction follows every hit this process recorded.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,25 @@ static void lmdb_close(an_cache_t *cache)
 
 
 /*
+ * Logs a record that LMDB returned intact but that is not in this build's
+ * record format. The LMDB pages are fine, so the message names the record
+ * and not MDB_CORRUPTED, which is about pages.
+ */
+static void log_undecodable(const an_cache_t *cache, const an_cache_key_t *key,
+                            size_t record_bytes)
+{
+    char hex[2 * AN_CACHE_KEY_BYTES + 1], size[24];
+    an_cache_key_hex(key, hex);
+    snprintf(size, sizeof(size), "%zu", record_bytes);
+    an_log(AN_LOG_ERROR,
+           "cache: stored record is not in this build's format; the next store of its key "
+           "replaces it",
+           "cache", cache->name, "path", cache->path, "key", hex, "record_bytes", size,
+           (const char *)NULL);
+}
+
+
+/*
  * Looks up key in a read-only transaction. The meta returned counts this hit
  * but not the hits still waiting for a flush, and its last_access_ms is now.
  */
@@ -127,8 +147,10 @@ static int lmdb_get(an_cache_t *cache, const an_cache_key_t *key, int64_t now_ms
 
     an__lmdb_record_t rec;
     if (an__lmdb_record_decode(v.mv_data, v.mv_size, &rec) != 0) {
+        size_t record_bytes = v.mv_size;
         an__lmdb_read_end(cache, txn);
-        return an__lmdb_error(cache, "decode an entry", MDB_CORRUPTED);
+        log_undecodable(cache, key, record_bytes);
+        return AN_EIO;
     }
 
     if (rec.expires_ms != 0 && now_ms >= rec.expires_ms) {
