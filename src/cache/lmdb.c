@@ -85,7 +85,7 @@ fail_alloc:
 static void lmdb_close(an_cache_t *cache)
 {
     an__lmdb_cache_t *lc = cache->backend;
-    if (lmdb_flush(cache) != 0)
+    if (!an__lmdb_forked_since_open(lc) && lmdb_flush(cache) != 0)
         an_log(AN_LOG_WARN, "cache: pending hits and counters were lost on close", "cache",
                cache->name, "path", cache->path, (const char *)NULL);
 
@@ -536,6 +536,8 @@ int an__cache_lmdb_set_durable(an_cache_t *cache, int durable)
     if (cache->ops != &an__cache_lmdb_ops)
         return AN_EINVAL;
     an__lmdb_cache_t *lc = cache->backend;
+    if (an__lmdb_inherited(cache))
+        return AN_EINVAL;
     int rc = mdb_env_set_flags(lc->env, MDB_NOSYNC, durable ? 0 : 1);
     if (rc == 0 && durable)
         rc = mdb_env_sync(lc->env, 1);

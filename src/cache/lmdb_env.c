@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -55,6 +57,17 @@ typedef struct registry_node {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static registry_node_t *registry;
 
+/*
+ * fork() copies every open environment into the child, where LMDB must not
+ * use it. A pooled transaction's abort there would free the parent's reader
+ * slot in the shared lock file, and a renew would overwrite it, so the
+ * parent's writer could reuse pages that the parent's readers still read.
+ * fork_count is incremented in every child by a pthread_atfork handler,
+ * and each cache records the count it was opened under.
+ */
+static _Atomic unsigned fork_count;
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+
 
 static int registry_add(const char *real_path)
 {
@@ -94,6 +107,46 @@ static void registry_remove(const char *real_path)
         }
     }
     pthread_mutex_unlock(&registry_lock);
+}
+
+
+static void count_fork(void)
+{
+    atomic_fetch_add(&fork_count, 1);
+}
+
+
+static void install_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, count_fork);
+}
+
+
+/* Returns 1 when this process is a child forked after lc was opened. */
+int an__lmdb_forked_since_open(const an__lmdb_cache_t *lc)
+{
+    return atomic_load(&fork_count) != lc->fork_count;
+}
+
+
+/*
+ * Returns 1 when this process is a child forked after cache was opened, so
+ * that an operation must not touch LMDB, and logs that once per cache.
+ */
+int an__lmdb_inherited(an_cache_t *cache)
+{
+    an__lmdb_cache_t *lc = cache->backend;
+    if (!an__lmdb_forked_since_open(lc))
+        return 0;
+    if (!atomic_exchange(&lc->inherited_logged, 1)) {
+        char pid[24];
+        snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+        an_log(AN_LOG_ERROR,
+               "cache: lmdb cache used in a process forked after the cache was opened; "
+               "open the cache again in the child",
+               "cache", cache->name, "path", cache->path, "pid", pid, (const char *)NULL);
+    }
+    return 1;
 }
 
 
@@ -191,6 +244,8 @@ static int txn_begin(an__lmdb_cache_t *lc, const an_cache_t *cache, unsigned fla
 int an__lmdb_read_begin(an_cache_t *cache, MDB_txn **txn)
 {
     an__lmdb_cache_t *lc = cache->backend;
+    if (an__lmdb_inherited(cache))
+        return EPERM;
     MDB_txn *pooled = NULL;
     pthread_mutex_lock(&lc->pool_lock);
     if (lc->pool_len > 0)
@@ -381,6 +436,8 @@ static int grow_map(an_cache_t *cache, uint64_t seen_bytes)
 int an__lmdb_write(an_cache_t *cache, an__lmdb_write_fn fn, void *ctx)
 {
     an__lmdb_cache_t *lc = cache->backend;
+    if (an__lmdb_inherited(cache))
+        return EPERM;
     int rc = write_once(cache, fn, ctx);
     if (rc != MDB_MAP_FULL)
         return rc;
@@ -418,6 +475,8 @@ int an__cache_lmdb_set_map_bytes(an_cache_t *cache, uint64_t map_bytes)
     if (cache->ops != &an__cache_lmdb_ops)
         return AN_EINVAL;
     an__lmdb_cache_t *lc = cache->backend;
+    if (an__lmdb_inherited(cache))
+        return AN_EINVAL;
     pthread_rwlock_wrlock(&lc->map_lock);
     int rc = mdb_env_set_mapsize(lc->env, (size_t)map_bytes);
     pthread_rwlock_unlock(&lc->map_lock);
@@ -584,6 +643,8 @@ int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len)
         goto fail_registry;
     }
 
+    pthread_once(&fork_handler_once, install_fork_handler);
+    lc->fork_count = atomic_load(&fork_count);
     rc = mdb_env_create(&lc->env);
     if (rc != 0) {
         describe_open_error(cache, rc, 0, err, err_len);
@@ -641,13 +702,21 @@ fail_registry:
 }
 
 
+/*
+ * Closes the environment. In a child forked after the open, only this
+ * process's memory is freed, because LMDB's close and the aborts of pooled
+ * transactions write to reader slots that belong to the parent.
+ * NOTE: the child then leaks the MDB_env and the pooled MDB_txn structs.
+ */
 void an__lmdb_env_close(an_cache_t *cache)
 {
     an__lmdb_cache_t *lc = cache->backend;
-    for (size_t i = 0; i < lc->pool_len; i++)
-        mdb_txn_abort(lc->pool[i]);
+    if (!an__lmdb_forked_since_open(lc)) {
+        for (size_t i = 0; i < lc->pool_len; i++)
+            mdb_txn_abort(lc->pool[i]);
+        mdb_env_close(lc->env);
+    }
     lc->pool_len = 0;
-    mdb_env_close(lc->env);
     lc->env = NULL;
     registry_remove(lc->real_path);
     free(lc->real_path);

@@ -167,6 +167,8 @@ typedef struct {
     MDB_dbi lru_dbi;
     MDB_dbi meta_dbi;
     char *real_path; /* registry key; see lmdb_env.c */
+    unsigned fork_count;          /* forks counted when the cache was opened; see lmdb_env.c */
+    _Atomic int inherited_logged; /* 1 once use after a fork was logged */
 
     /*
      * Held shared by every transaction and exclusive while adopting a map
@@ -229,6 +231,8 @@ void an__lmdb_u64_store(void *p, uint64_t v);
 /* lmdb_env.c */
 int an__lmdb_env_open(an_cache_t *cache, char *err, size_t err_len);
 void an__lmdb_env_close(an_cache_t *cache);
+int an__lmdb_forked_since_open(const an__lmdb_cache_t *lc);
+int an__lmdb_inherited(an_cache_t *cache);
 int an__lmdb_read_begin(an_cache_t *cache, MDB_txn **txn);
 void an__lmdb_read_end(an_cache_t *cache, MDB_txn *txn);
 int an__lmdb_meta_read(an__lmdb_cache_t *lc, MDB_txn *txn, uint64_t meta[AN__LMDB_META_COUNT]);

@@ -802,6 +802,43 @@ static void stale_lru_key_does_not_evict_early(void **state)
 }
 
 
+/*
+ * A child forked while the parent has the cache open must leave the
+ * parent's pooled read transactions and their reader slots alone: its
+ * lookups fail, and its close frees memory without calling LMDB.
+ */
+static void forked_child_leaves_parent_readers_alone(void **state)
+{
+    fixture_t *f = *state;
+    an_cache_t *cache = open_lmdb(f->dir, 100, 1 << 20, 0, NULL);
+    assert_int_equal(put_text(cache, 1, "parent", NULL, -1), 0);
+    assert_true(present(cache, 1)); /* leaves a reset read transaction in the pool */
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        an_cache_key_t key = key_n(1);
+        if (an_cache_get(cache, &key, NULL, NULL) == 0)
+            _exit(10);
+        an_cache_close(cache);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); /* 10: the child read through the parent's reader */
+
+    an_buf_t value = {0};
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(get_n(cache, 1, &value, NULL), 0);
+        assert_string_equal(value.data, "parent");
+    }
+    assert_int_equal(put_text(cache, 2, "after fork", NULL, -1), 0);
+    an_buf_free(&value);
+    an_cache_close(cache);
+}
+
+
 /* A record whose lengths reach past its end does not decode, whatever its value length field says. */
 static void record_decode_rejects_overrun_lengths(void **state)
 {
@@ -1320,6 +1357,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(out_of_step_index_is_repaired_at_open, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(stale_lru_key_does_not_evict_early, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(forked_child_leaves_parent_readers_alone, setup_dir,
                                         teardown_dir),
         cmocka_unit_test(record_decode_rejects_overrun_lengths),
         cmocka_unit_test_setup_teardown(missing_dir_is_created, setup_dir, teardown_dir),
