@@ -59,23 +59,28 @@ static int file_exists(const char *path)
 }
 
 
-/* Hands out float ranges of the weight arena in load order. */
+/*
+ * Hands out float ranges of the weight arena in load order. With a NULL
+ * base it only counts, so a first pass can check every tensor and size the
+ * arena before anything large is allocated.
+ */
 typedef struct {
-    float *next;
-    float *end;
+    float *base;
+    size_t used;
 } arena_cursor_t;
 
 static float *arena_take(arena_cursor_t *cursor, size_t floats)
 {
-    float *p = cursor->next;
-    cursor->next += floats;
+    float *p = cursor->base ? cursor->base + cursor->used : NULL;
+    cursor->used += floats;
     return p;
 }
 
 
 /*
- * Converts the tensor prefix+name, which must have shape [rows] (cols == 0)
- * or [rows][cols], into dst.
+ * Checks that the tensor prefix+name exists with a float dtype and shape
+ * [rows] (cols == 0) or [rows][cols], then converts it into dst unless dst
+ * is NULL.
  */
 static int load_tensor(const an__st_file_t *file, const char *prefix, const char *name,
                        size_t rows, size_t cols, float *dst, char *err, size_t err_len)
@@ -112,17 +117,7 @@ static int load_tensor(const an__st_file_t *file, const char *prefix, const char
                  file->path, full, got, expected);
         return AN_EINVAL;
     }
-    return an__st_to_f32(t, dst);
-}
-
-
-static size_t layer_floats(const an__bert_config_t *c)
-{
-    size_t h = c->hidden_size, i = c->intermediate_size;
-    return 3 * h * h + 3 * h        /* fused query, key, value */
-           + h * h + h + 2 * h      /* attention output and its LayerNorm */
-           + i * h + i              /* intermediate */
-           + h * i + h + 2 * h;     /* output and its LayerNorm */
+    return dst ? an__st_to_f32(t, dst) : 0;
 }
 
 
@@ -140,12 +135,13 @@ static int load_layer(const an__st_file_t *file, const char *prefix, unsigned in
     for (int part = 0; part < 3; part++) {
         snprintf(name, sizeof(name), "encoder.layer.%u.attention.self.%s.weight", index,
                  qkv_names[part]);
-        if ((rc = load_tensor(file, prefix, name, h, h, qkv_weight + part * h * h, err,
-                              err_len)))
+        if ((rc = load_tensor(file, prefix, name, h, h,
+                              qkv_weight ? qkv_weight + part * h * h : NULL, err, err_len)))
             return rc;
         snprintf(name, sizeof(name), "encoder.layer.%u.attention.self.%s.bias", index,
                  qkv_names[part]);
-        if ((rc = load_tensor(file, prefix, name, h, 0, qkv_bias + part * h, err, err_len)))
+        if ((rc = load_tensor(file, prefix, name, h, 0, qkv_bias ? qkv_bias + part * h : NULL,
+                              err, err_len)))
             return rc;
     }
     layer->qkv_weight = qkv_weight;
@@ -180,30 +176,14 @@ static int load_layer(const an__st_file_t *file, const char *prefix, unsigned in
 
 
 /*
- * Loads every encoder weight from file into one float32 arena, fusing each
- * layer's query, key and value. Names may carry the "bert." prefix that
- * BertForXxx checkpoints use; pooler.* and other extra tensors are ignored.
+ * Runs one pass over every encoder weight, each layer's query, key and value
+ * fused: with cursor->base NULL it checks and counts, otherwise it converts
+ * into the arena and points w at it.
  */
-static int load_weights(bert_backend_t *b, const an__st_file_t *file, char *err, size_t err_len)
+static int load_pass(const an__st_file_t *file, const char *prefix, const an__bert_config_t *c,
+                     arena_cursor_t *cursor, an__bert_weights_t *w, char *err, size_t err_len)
 {
-    const an__bert_config_t *c = &b->config;
     size_t h = c->hidden_size;
-    const char *prefix = "";
-    if (!an__st_find(file, "embeddings.word_embeddings.weight") &&
-        an__st_find(file, "bert.embeddings.word_embeddings.weight"))
-        prefix = "bert.";
-
-    size_t total = (size_t)c->vocab_size * h + (size_t)c->max_position_embeddings * h +
-                   (size_t)c->type_vocab_size * h + 2 * h +
-                   c->num_hidden_layers * layer_floats(c);
-    b->arena = malloc(total * sizeof(float));
-    b->weights.layers = calloc(c->num_hidden_layers, sizeof(*b->weights.layers));
-    if (!b->arena || !b->weights.layers)
-        return AN_ENOMEM;
-    arena_cursor_t cursor = {b->arena, b->arena + total};
-    an__bert_weights_t *w = &b->weights;
-    w->config = *c;
-
     struct {
         const char *name;
         size_t rows, cols;
@@ -219,7 +199,7 @@ static int load_weights(bert_backend_t *b, const an__st_file_t *file, char *err,
     int rc;
     for (size_t e = 0; e < sizeof(embeddings) / sizeof(embeddings[0]); e++) {
         size_t floats = embeddings[e].rows * (embeddings[e].cols ? embeddings[e].cols : 1);
-        float *dst = arena_take(&cursor, floats);
+        float *dst = arena_take(cursor, floats);
         if ((rc = load_tensor(file, prefix, embeddings[e].name, embeddings[e].rows,
                               embeddings[e].cols, dst, err, err_len)))
             return rc;
@@ -227,10 +207,48 @@ static int load_weights(bert_backend_t *b, const an__st_file_t *file, char *err,
     }
 
     for (unsigned l = 0; l < c->num_hidden_layers; l++)
-        if ((rc = load_layer(file, prefix, l, c, &cursor, &w->layers[l], err, err_len)))
+        if ((rc = load_layer(file, prefix, l, c, cursor, &w->layers[l], err, err_len)))
             return rc;
-    assert(cursor.next == cursor.end);
     return 0;
+}
+
+
+/*
+ * Loads every encoder weight from file into one float32 arena. Names may
+ * carry the "bert." prefix that BertForXxx checkpoints use; pooler.* and
+ * other extra tensors are ignored.
+ */
+static int load_weights(bert_backend_t *b, const an__st_file_t *file, char *err, size_t err_len)
+{
+    const an__bert_config_t *c = &b->config;
+    const char *prefix = "";
+    if (!an__st_find(file, "embeddings.word_embeddings.weight") &&
+        an__st_find(file, "bert.embeddings.word_embeddings.weight"))
+        prefix = "bert.";
+
+    an__bert_weights_t *w = &b->weights;
+    w->config = *c;
+    w->layers = calloc(c->num_hidden_layers, sizeof(*w->layers));
+    if (!w->layers)
+        return AN_ENOMEM;
+
+    arena_cursor_t cursor = {NULL, 0};
+    int rc = load_pass(file, prefix, c, &cursor, w, err, err_len);
+    if (rc != 0)
+        return rc;
+
+    size_t total = cursor.used;
+    b->arena = malloc(total * sizeof(float));
+    if (!b->arena) {
+        snprintf(err, err_len, "embed: %s: cannot allocate %zu MiB for the float32 weights; "
+                 "free memory or use a smaller model", file->path,
+                 total * sizeof(float) >> 20);
+        return AN_ENOMEM;
+    }
+    cursor = (arena_cursor_t){b->arena, 0};
+    rc = load_pass(file, prefix, c, &cursor, w, err, err_len);
+    assert(rc != 0 || cursor.used == total);
+    return rc;
 }
 
 
@@ -383,6 +401,11 @@ static int run_batches(an_embed_model_t *model, size_t count, float *out,
         b->order[i] = (sort_key_t){b->starts[i + 1] - b->starts[i], i};
     qsort(b->order, count, sizeof(*b->order), compare_longest_first);
 
+    /*
+     * NOTE: OpenBLAS keeps one thread count per process, so it is set again
+     * on every call in case another model in the process changed it. Two
+     * models running at once with different counts can still race on it.
+     */
     openblas_set_num_threads((int)model->opts.threads);
     for (size_t first = 0; first < count;) {
         size_t n = 0, tokens = 0;

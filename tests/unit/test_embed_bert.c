@@ -377,6 +377,34 @@ static void max_batch_tokens_splits_batches(void **state)
     assert_int_equal(progress_last_done, fx.count);
     assert_true(progress_calls >= 4);
     an_embed_close(model);
+
+    /* A limit below every input's length runs each input alone. */
+    opts.max_batch_tokens = 1;
+    model = open_model(FIXTURE_DIR "/f32", &opts);
+    progress_calls = 0;
+    progress_last_done = 0;
+    assert_int_equal(an_embed_token_ids(model, (const int32_t *const *)fx.ids, fx.id_counts,
+                                        fx.count, out, NULL, count_progress, NULL, err,
+                                        sizeof(err)), 0);
+    assert_matches_expected("f32", out, PYTORCH_TOLERANCE);
+    assert_int_equal(progress_calls, fx.count);
+    an_embed_close(model);
+}
+
+
+static void one_thread_matches_two_threads(void **state)
+{
+    an_embed_options_t opts = an_embed_options_default();
+    opts.threads = 1;
+    an_embed_model_t *one = open_model(FIXTURE_DIR "/f32", &opts);
+    opts.threads = 2;
+    an_embed_model_t *two = open_model(FIXTURE_DIR "/f32", &opts);
+    float a[MAX_INPUTS * HIDDEN], b[MAX_INPUTS * HIDDEN];
+    embed_all_ids(one, a, NULL);
+    embed_all_ids(two, b, NULL);
+    assert_rows_close(a, b, fx.count * HIDDEN, PACKING_TOLERANCE);
+    an_embed_close(one);
+    an_embed_close(two);
 }
 
 
@@ -509,6 +537,7 @@ int main(void)
         cmocka_unit_test(packed_batch_matches_single_inputs),
         cmocka_unit_test(batch_size_one_matches_batch_size_32),
         cmocka_unit_test(max_batch_tokens_splits_batches),
+        cmocka_unit_test(one_thread_matches_two_threads),
         cmocka_unit_test(max_seq_length_comes_from_sentence_bert_config),
         cmocka_unit_test(max_seq_length_is_capped_by_positions),
         cmocka_unit_test(max_seq_length_option_truncates),
