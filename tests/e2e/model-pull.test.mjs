@@ -7,12 +7,13 @@
 // second server, the "CDN". Tests switch on faults per file.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
 import { AGENTNET_BIN, makeTempDir, requireBinary, scrubbedEnv } from './lib/gateway.mjs';
 
@@ -75,8 +76,7 @@ function listen(server) {
 //   ignoreRange: when true, Range headers are ignored (200 with the whole file)
 //   private:     when true, every request without `Bearer TOKEN` gets 401
 //   hold:        Set of paths whose downloads wait until hub.release() is called
-async function startFakeHub(t) {
-  const files = modelFiles();
+async function startFakeHub(t, files = modelFiles()) {
   const hub = {
     files,
     requests: [],
@@ -583,6 +583,35 @@ test('second pull into one dir is rejected', async (t) => {
   const firstResult = await first;
   assert.equal(firstResult.status, 0, `first pull; stderr:\n${firstResult.stderr}`);
   assertModelFiles(hub, dir);
+});
+
+// Returns the files of a directory as hub files, with .safetensors files on LFS.
+function filesOfDirectory(root) {
+  const files = new Map();
+  for (const entry of readdirSync(root, { recursive: true })) {
+    const full = path.join(root, entry);
+    if (statSync(full).isFile()) {
+      files.set(entry.split(path.sep).join('/'), { content: readFileSync(full), lfs: entry.endsWith('.safetensors') });
+    }
+  }
+  return files;
+}
+
+test('pulled model embeds like its source', async (t) => {
+  const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/bert-tiny/f32');
+  const hub = await startFakeHub(t, filesOfDirectory(fixture));
+  const dir = makeTempDir();
+
+  const result = await pull(hub, [REPO, '--dir', dir]);
+  assert.equal(result.status, 0, `exit status; stderr:\n${result.stderr}`);
+  const embed = (model) =>
+    spawnSync(AGENTNET_BIN, ['embed', '-m', model], { input: 'the cat sat\nhello world\n', encoding: 'utf8', env: scrubbedEnv() });
+  const expected = embed(fixture);
+  const actual = embed(dir);
+  assert.equal(expected.status, 0, `embed with the fixture; stderr:\n${expected.stderr}`);
+  assert.equal(actual.status, 0, `embed with the pulled directory; stderr:\n${actual.stderr}`);
+  assert.equal(actual.stdout.trim().split('\n').length, 2);
+  assert.equal(actual.stdout, expected.stdout);
 });
 
 test('usage errors exit 2', async () => {
