@@ -50,7 +50,8 @@ static void batch_free(void *ptr)
 static void items_free(void *ptr)
 {
     items_t *it = ptr;
-    for (size_t i = 0; i < it->count; i++)
+    /* split_input may have failed before the per-item arrays existed. */
+    for (size_t i = 0; it->cached && i < it->count; i++)
         json_decref(it->cached[i]);
     free(it->items);
     free(it->cached);
