@@ -2,10 +2,10 @@
 """Build the tiny random-weight BERT fixture under tests/fixtures/bert-tiny.
 
 The model is written in the sentence-transformers directory layout, with
-weights in F32, F16 and BF16 and once with HF's `bert.` name prefix, and the
+weights in F32, F16 and BF16 and once with HF's `bert.` name prefix. The
 expected embeddings come from an explicit PyTorch implementation of the BERT
-encoder (padded batch with an attention mask, as Hugging Face runs it) and of
-sentence-transformers pooling. The C tests compare against expected.json, so
+encoder and of sentence-transformers pooling, run on a padded batch with an
+attention mask as Hugging Face runs it. The C tests compare against expected.json, so
 they need no PyTorch.
 
 Needs only Debian's python3-torch:  /usr/bin/python3 scripts/embed/make_fixture.py

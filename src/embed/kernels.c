@@ -1,8 +1,7 @@
 /*
  * Encoder kernels. Sums that decide the output (LayerNorm statistics, the
- * softmax denominator, the L2 norm) accumulate in double, which keeps the
- * result within 1e-6 of PyTorch's float32 for rows of any width the models
- * use.
+ * softmax denominator, the L2 norm) accumulate in double, so their rounding
+ * does not grow with the row width.
  */
 #include <math.h>
 

@@ -194,10 +194,15 @@ static int parse_header(an__st_file_t *file, const char *header, size_t header_b
 {
     json_error_t jerr;
     json_t *root = json_loadb(header, header_bytes, 0, &jerr);
-    if (!root || !json_is_object(root)) {
-        snprintf(err, err_len, "embed: %s: the header is not a JSON object (%s at byte %d); "
-                 "the file is corrupt, download it again", file->path,
-                 root ? "not an object" : jerr.text, root ? 0 : jerr.position + 8);
+    if (!root) {
+        snprintf(err, err_len, "embed: %s: the header is not a JSON object (%s at byte %d of "
+                 "the file); the file is corrupt, download it again", file->path, jerr.text,
+                 jerr.position + 8);
+        return AN_EINVAL;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, err_len, "embed: %s: the header is valid JSON but not a JSON object; the "
+                 "file is corrupt, download it again", file->path);
         json_decref(root);
         return AN_EINVAL;
     }
