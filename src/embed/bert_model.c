@@ -14,7 +14,9 @@
 
 #include <cblas.h>
 
+#include "agentnet/log.h"
 #include "embed/bert_forward.h"
+#include "embed/cuda_backend.h"
 #include "embed/embed_internal.h"
 #include "embed/kernels.h"
 #include "embed/safetensors.h"
@@ -38,6 +40,7 @@ typedef struct {
     an__tokenizer_t *tokenizer;
     int32_t cls_id;
     int32_t sep_id;
+    an__cuda_model_t *cuda;     /* the GPU copy of the weights; NULL on the CPU */
 
     /* Buffers reused across calls; each grows to the largest call seen. */
     an__bert_workspace_t workspace;
@@ -273,20 +276,66 @@ static int open_safetensors(const char *dir, an__st_file_t **file, char *err, si
 }
 
 
-static int resolve_device(an_embed_model_t *model, char *err, size_t err_len)
+/*
+ * Resolves the device option to a CUDA device index, or -1 for the CPU, and
+ * sets model->device. "auto" takes cuda:0 when the CUDA back end is built
+ * and a device is visible, and otherwise the CPU, logging why in a CUDA
+ * build.
+ */
+static int resolve_device(an_embed_model_t *model, int *cuda_device, char *err, size_t err_len)
 {
     const char *device = model->opts.device;
-    if (strcmp(device, "auto") == 0 || strcmp(device, "cpu") == 0) {
+    char why[160] = "";
+    *cuda_device = -1;
+
+    if (strcmp(device, "cpu") == 0) {
         snprintf(model->device, sizeof(model->device), "cpu");
         return 0;
     }
-    if (strncmp(device, "cuda", 4) == 0) {
-        snprintf(err, err_len, "embed: device \"%s\": this build has no CUDA back end; use "
-                 "--device cpu", device);
+    if (strcmp(device, "auto") == 0) {
+        if (an__cuda_device_count(why, sizeof(why)) > 0) {
+            *cuda_device = 0;
+            snprintf(model->device, sizeof(model->device), "cuda:0");
+            return 0;
+        }
+#ifdef AN_HAVE_CUDA
+        an_log(AN_LOG_INFO, "no CUDA device found; using the CPU", "reason", why, NULL);
+#endif
+        snprintf(model->device, sizeof(model->device), "cpu");
+        return 0;
+    }
+
+    char *end = NULL;
+    long index = strncmp(device, "cuda:", 5) == 0 && device[5] >= '0' && device[5] <= '9'
+                     ? strtol(device + 5, &end, 10)
+                     : -1;
+    if (index < 0 || *end != '\0' || index > INT_MAX) {
+        snprintf(err, err_len, "embed: device \"%s\" is not known; use auto, cpu or cuda:N "
+                 "(such as cuda:0)", device);
         return AN_EINVAL;
     }
-    snprintf(err, err_len, "embed: device \"%s\" is not known; use auto, cpu or cuda:N", device);
+#ifndef AN_HAVE_CUDA
+    snprintf(err, err_len, "embed: device \"cuda:%ld\": this build has no CUDA back end; "
+             "rebuild with the CUDA toolkit installed, or use --device cpu", index);
     return AN_EINVAL;
+#else
+    int visible = an__cuda_device_count(why, sizeof(why));
+    if (visible == 0) {
+        snprintf(err, err_len, "embed: device \"cuda:%ld\": no CUDA device is available (%s); "
+                 "use --device cpu or auto, or run on a machine with an NVIDIA GPU and driver",
+                 index, why);
+        return AN_EINVAL;
+    }
+    if (index >= visible) {
+        snprintf(err, err_len, "embed: device \"cuda:%ld\" does not exist: %d CUDA device%s "
+                 "visible (cuda:0 to cuda:%d); pick one of them or use --device auto", index,
+                 visible, visible == 1 ? " is" : "s are", visible - 1);
+        return AN_EINVAL;
+    }
+    *cuda_device = (int)index;
+    snprintf(model->device, sizeof(model->device), "cuda:%ld", index);
+    return 0;
+#endif
 }
 
 
@@ -324,6 +373,7 @@ static void bert_close(an_embed_model_t *model)
     if (!b)
         return;
     an__tokenizer_close(b->tokenizer);
+    an__cuda_model_free(b->cuda);
     an__bert_workspace_free(&b->workspace);
     free(b->arena);
     free(b->weights.layers);
@@ -386,16 +436,57 @@ static int compare_longest_first(const void *x, const void *y)
 
 
 /*
+ * Encodes the batch in b->batch_ids, the sorted inputs b->order[first] to
+ * b->order[first + n - 1], on the CPU, and pools each input into its own
+ * row of out.
+ */
+static int run_batch_cpu(an_embed_model_t *model, size_t first, size_t n, float *out)
+{
+    bert_backend_t *b = model->backend;
+    size_t h = b->config.hidden_size;
+    const float *hidden;
+    int rc = an__bert_forward(&b->weights, b->batch_ids, b->batch_offsets, n, &b->workspace,
+                              &hidden);
+    if (rc != 0)
+        return rc;
+    for (size_t k = 0; k < n; k++) {
+        float *row = out + b->order[first + k].index * model->dims;
+        size_t len = b->batch_offsets[k + 1] - b->batch_offsets[k];
+        an__pool(b->pipeline.pooling_modes, hidden + b->batch_offsets[k] * h, len, h, row);
+        if (b->pipeline.normalize)
+            an__l2_normalize(row, model->dims);
+    }
+    return 0;
+}
+
+
+/* Like run_batch_cpu() on the GPU, which pools too, so only pooled rows come back. */
+static int run_batch_cuda(an_embed_model_t *model, size_t first, size_t n, float *out,
+                          char *err, size_t err_len)
+{
+    bert_backend_t *b = model->backend;
+    const float *pooled;
+    int rc = an__cuda_forward(b->cuda, b->batch_ids, b->batch_offsets, n, &pooled, err, err_len);
+    if (rc != 0)
+        return rc;
+    for (size_t k = 0; k < n; k++)
+        memcpy(out + b->order[first + k].index * model->dims, pooled + k * model->dims,
+               model->dims * sizeof(float));
+    return 0;
+}
+
+
+/*
  * Encodes the count inputs in b->all_ids: sorts them by length, cuts the
  * sorted list into batches of at most batch_size inputs and max_batch_tokens
  * tokens (a longer single input runs alone), runs each packed batch, and
  * pools each input into its own row of out.
  */
 static int run_batches(an_embed_model_t *model, size_t count, float *out,
-                       an_embed_progress_fn progress, void *progress_ctx)
+                       an_embed_progress_fn progress, void *progress_ctx, char *err,
+                       size_t err_len)
 {
     bert_backend_t *b = model->backend;
-    size_t h = b->config.hidden_size;
 
     for (size_t i = 0; i < count; i++)
         b->order[i] = (sort_key_t){b->starts[i + 1] - b->starts[i], i};
@@ -428,18 +519,10 @@ static int run_batches(an_embed_model_t *model, size_t count, float *out,
             b->batch_offsets[k + 1] = b->batch_offsets[k] + len;
         }
 
-        const float *hidden;
-        int rc = an__bert_forward(&b->weights, b->batch_ids, b->batch_offsets, n, &b->workspace,
-                                  &hidden);
+        int rc = b->cuda ? run_batch_cuda(model, first, n, out, err, err_len)
+                         : run_batch_cpu(model, first, n, out);
         if (rc != 0)
             return rc;
-        for (size_t k = 0; k < n; k++) {
-            float *row = out + b->order[first + k].index * model->dims;
-            size_t len = b->batch_offsets[k + 1] - b->batch_offsets[k];
-            an__pool(b->pipeline.pooling_modes, hidden + b->batch_offsets[k] * h, len, h, row);
-            if (b->pipeline.normalize)
-                an__l2_normalize(row, model->dims);
-        }
 
         first += n;
         if (progress)
@@ -488,7 +571,7 @@ static int bert_embed_token_ids(an_embed_model_t *model, const int32_t *const *i
         }
     }
     b->starts[count] = used;
-    return run_batches(model, count, out, progress, progress_ctx);
+    return run_batches(model, count, out, progress, progress_ctx, err, err_len);
 }
 
 
@@ -529,7 +612,7 @@ static int bert_embed_texts(an_embed_model_t *model, const char *const *texts,
         }
     }
     b->starts[count] = used;
-    return run_batches(model, count, out, progress, progress_ctx);
+    return run_batches(model, count, out, progress, progress_ctx, err, err_len);
 }
 
 
@@ -577,7 +660,8 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
                  "sentence-transformers directory or hash:DIMS", dir);
         return AN_EINVAL;
     }
-    int rc = resolve_device(model, err, err_len);
+    int cuda_device;
+    int rc = resolve_device(model, &cuda_device, err, err_len);
     if (rc != 0)
         return rc;
 
@@ -604,6 +688,10 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
         goto fail;
 
     model->dims = an__pool_dims(b->pipeline.pooling_modes, b->config.hidden_size);
+    if (cuda_device >= 0 &&
+        (rc = an__cuda_model_upload(&b->weights, cuda_device, b->pipeline.pooling_modes,
+                                    b->pipeline.normalize, &b->cuda, err, err_len)))
+        goto fail;
     openblas_set_num_threads((int)model->opts.threads);
     return 0;
 
