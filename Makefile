@@ -37,6 +37,7 @@ test: build e2e-deps test-asan
 
 bench: build
 	@bench/run.sh
+	@BUILD=$(BUILD) bench/embed/run.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -10,8 +10,15 @@ they need no PyTorch.
 
 Needs only Debian's python3-torch:  /usr/bin/python3 scripts/embed/make_fixture.py
 The output is deterministic for a given torch build (fixed seed).
+
+With --minilm DIR it writes instead one float32 model with the shapes of
+all-MiniLM-L6-v2 and random weights into DIR, for bench/embed/run.sh. Its
+vocabulary is the special tokens and then the words w5, w6, ..., so a text of
+n such words tokenises to exactly n tokens.
 """
 
+import argparse
+import collections
 import json
 import math
 import os
@@ -22,15 +29,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-HIDDEN = 32
-LAYERS = 2
-HEADS = 4
-INTERMEDIATE = 64
-MAX_POSITION = 64
 TYPE_VOCAB = 2
 LAYER_NORM_EPS = 1e-12
-# Smaller than MAX_POSITION so the tests see sentence_bert_config.json win.
-MAX_SEQ_LENGTH = 48
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = """the a an of to and in is it that for on with as was at by be this from or
@@ -43,6 +43,23 @@ light dark blue green red""".split()
 VOCAB = SPECIALS + WORDS
 CLS_ID = VOCAB.index("[CLS]")
 SEP_ID = VOCAB.index("[SEP]")
+
+# Model shape. weight_std is the spread of the linear weights; the other
+# spreads scale with it.
+Shape = collections.namedtuple("Shape", "hidden layers heads intermediate max_position "
+                               "max_seq_length vocab weight_std")
+
+# The test fixture; its max_seq_length is below max_position so the tests
+# see sentence_bert_config.json win.
+TINY = Shape(hidden=32, layers=2, heads=4, intermediate=64, max_position=64,
+             max_seq_length=48, vocab=VOCAB, weight_std=0.2)
+# all-MiniLM-L6-v2's shapes (30522 vocabulary entries), with BERT's initial
+# weight spread so the activations stay in the range of a trained model.
+MINILM = Shape(hidden=384, layers=6, heads=12, intermediate=1536, max_position=512,
+               max_seq_length=256, vocab=SPECIALS + [f"w{i}" for i in range(5, 30522)],
+               weight_std=0.02)
+HIDDEN = TINY.hidden
+MAX_SEQ_LENGTH = TINY.max_seq_length
 
 # Texts of in-vocabulary lowercase words: whitespace split and vocabulary lookup
 # give exactly the ids a WordPiece tokenizer gives for them.
@@ -63,24 +80,26 @@ def token_ids(text):
     return [VOCAB.index(w) for w in text.split()]
 
 
-def make_weights(generator):
+def make_weights(generator, shape=TINY):
     """Return HF BertModel weights (no prefix) with values far enough from 0 and 1
     that a wrong or swapped tensor changes the output."""
+    HIDDEN, INTERMEDIATE = shape.hidden, shape.intermediate
+    unit = shape.weight_std / 0.2
 
-    def normal(*shape, std=0.2):
-        return torch.randn(*shape, generator=generator) * std
+    def normal(*dims, std=0.2):
+        return torch.randn(*dims, generator=generator) * (std * unit)
 
     def norm_weight():
         return 1.0 + normal(HIDDEN, std=0.1)
 
     w = {
-        "embeddings.word_embeddings.weight": normal(len(VOCAB), HIDDEN, std=0.5),
-        "embeddings.position_embeddings.weight": normal(MAX_POSITION, HIDDEN, std=0.5),
+        "embeddings.word_embeddings.weight": normal(len(shape.vocab), HIDDEN, std=0.5),
+        "embeddings.position_embeddings.weight": normal(shape.max_position, HIDDEN, std=0.5),
         "embeddings.token_type_embeddings.weight": normal(TYPE_VOCAB, HIDDEN, std=0.5),
         "embeddings.LayerNorm.weight": norm_weight(),
         "embeddings.LayerNorm.bias": normal(HIDDEN, std=0.1),
     }
-    for layer in range(LAYERS):
+    for layer in range(shape.layers):
         p = f"encoder.layer.{layer}."
         for name in ("query", "key", "value"):
             w[p + f"attention.self.{name}.weight"] = normal(HIDDEN, HIDDEN)
@@ -98,8 +117,9 @@ def make_weights(generator):
     return w
 
 
-def encode(w, batch_ids):
+def encode(w, batch_ids, shape=TINY):
     """Run the BERT encoder on a padded batch; return hidden states and the mask."""
+    HIDDEN, HEADS, LAYERS = shape.hidden, shape.heads, shape.layers
     longest = max(len(ids) for ids in batch_ids)
     ids = torch.zeros(len(batch_ids), longest, dtype=torch.long)
     mask = torch.zeros(len(batch_ids), longest)
@@ -184,18 +204,19 @@ def write_json(path, value):
         f.write("\n")
 
 
-def write_model_dir(path, tensors, dtype):
+def write_model_dir(path, tensors, dtype, shape=TINY):
+    HIDDEN, VOCAB, MAX_SEQ_LENGTH = shape.hidden, shape.vocab, shape.max_seq_length
     os.makedirs(os.path.join(path, "1_Pooling"), exist_ok=True)
     write_json(os.path.join(path, "config.json"), {
         "architectures": ["BertModel"],
         "model_type": "bert",
         "hidden_size": HIDDEN,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "intermediate_size": INTERMEDIATE,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "intermediate_size": shape.intermediate,
         "hidden_act": "gelu",
         "vocab_size": len(VOCAB),
-        "max_position_embeddings": MAX_POSITION,
+        "max_position_embeddings": shape.max_position,
         "type_vocab_size": TYPE_VOCAB,
         "layer_norm_eps": LAYER_NORM_EPS,
         "position_embedding_type": "absolute",
@@ -230,7 +251,24 @@ def write_model_dir(path, tensors, dtype):
     })
 
 
+def write_minilm(path):
+    """Write the benchmark model: MiniLM's shapes, float32, mean pooling, normalised."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    generator = torch.Generator().manual_seed(20261204)
+    weights = make_weights(generator, MINILM)
+    write_model_dir(path, weights, torch.float32, MINILM)
+    return 0
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minilm", metavar="DIR",
+                        help="write the MiniLM-shaped benchmark model into DIR instead")
+    args = parser.parse_args()
+    if args.minilm:
+        return write_minilm(args.minilm)
+
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                         "tests", "fixtures", "bert-tiny")
     root = os.path.normpath(root)
@@ -261,7 +299,7 @@ def main():
             stored = {prefix + k: v for k, v in rounded.items()}
             if prefix:
                 # Real checkpoints carry these too; the loader must ignore them.
-                stored["bert.embeddings.position_ids"] = torch.arange(MAX_POSITION)[None]
+                stored["bert.embeddings.position_ids"] = torch.arange(TINY.max_position)[None]
                 stored["bert.pooler.dense.weight"] = torch.randn(HIDDEN, HIDDEN,
                                                                  generator=generator)
                 stored["bert.pooler.dense.bias"] = torch.zeros(HIDDEN)
