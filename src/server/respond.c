@@ -248,6 +248,38 @@ an_job_t *an_req_new_job(an_req_t *req, const char *path, const char *body, size
     return job;
 }
 
+int an_req_attach_job(an_req_t *req, an_job_t *job, const an_cache_key_t *key,
+                      an_job_submit_fn submit, void *submit_ctx, enum MHD_Result *result)
+{
+    an_server_t *server = req->server;
+    an_job_t *running = key ? an_inflight_join_or_insert(&server->inflight, key, job) : NULL;
+    if (running) {
+        an_job_unref(job);
+        job = running;
+        req->coalesced = 1;
+        atomic_fetch_add_explicit(&server->metrics.coalesced_total, 1, memory_order_relaxed);
+    } else if (submit(submit_ctx, job) != 0) {
+        if (key)
+            an_inflight_remove(&server->inflight, job);
+        an_job_unref(job);
+        *result = an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
+        return -1;
+    }
+
+    req->job = job; /* the request's reference */
+    req->waiter.connection = req->connection;
+    pthread_mutex_lock(&job->lock);
+    an_job_add_waiter_locked(job, &req->waiter);
+    pthread_mutex_unlock(&job->lock);
+    req->state = AN_REQ_WAITING;
+    return 0;
+}
+
+int an_req_submit_upstream(void *server, an_job_t *job)
+{
+    return an_upstream_submit(((an_server_t *)server)->upstream, job);
+}
+
 int an_req_wait_locked(an_req_t *req)
 {
     req->waiter.suspended = 1;

@@ -372,12 +372,10 @@ static char *misses_body(items_t *it)
     return text;
 }
 
-/* Hands the job to the local model or to the upstream thread. */
-static int submit(an_server_t *server, const items_t *it, an_job_t *job)
+/* an_job_submit_fn for the local model; ctx is the an_server_t. */
+static int submit_local(void *server, an_job_t *job)
 {
-    if (it->local)
-        return an_local_embedder_submit(server->local_embed, job);
-    return an_upstream_submit(server->upstream, job);
+    return an_local_embedder_submit(((an_server_t *)server)->local_embed, job);
 }
 
 static enum MHD_Result forward_misses(an_req_t *req, items_t *it,
@@ -409,29 +407,11 @@ static enum MHD_Result forward_misses(an_req_t *req, items_t *it,
     job->free_ctx = batch_free;
     it->batch = NULL; /* the job owns it now */
 
-    if (rc == 0 && !controls->skip_lookup) {
-        an_job_t *running = an_inflight_join_or_insert(&server->inflight, &batch_key, job);
-        if (running) {
-            an_job_unref(job);
-            job = running;
-            req->coalesced = 1;
-            atomic_fetch_add_explicit(&server->metrics.coalesced_total, 1, memory_order_relaxed);
-        } else if (submit(server, it, job) != 0) {
-            an_inflight_remove(&server->inflight, job);
-            an_job_unref(job);
-            return an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
-        }
-    } else if (submit(server, it, job) != 0) {
-        an_job_unref(job);
-        return an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
-    }
-
-    req->job = job;
-    req->waiter.connection = req->connection;
-    pthread_mutex_lock(&job->lock);
-    an_job_add_waiter_locked(job, &req->waiter);
-    pthread_mutex_unlock(&job->lock);
-    req->state = AN_REQ_WAITING;
+    enum MHD_Result result = MHD_YES;
+    int shared = rc == 0 && !controls->skip_lookup;
+    an_job_submit_fn submit = it->local ? submit_local : an_req_submit_upstream;
+    if (an_req_attach_job(req, job, shared ? &batch_key : NULL, submit, server, &result) != 0)
+        return result;
     return continue_waiting(req);
 }
 

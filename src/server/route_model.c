@@ -233,28 +233,10 @@ static enum MHD_Result forward(an_req_t *req, const an_cache_key_t *key,
     job->key = *key;
 
     /* Only requests that may both look up and store share a call. */
-    if (!controls->skip_lookup) {
-        an_job_t *running = an_inflight_join_or_insert(&server->inflight, key, job);
-        if (running) {
-            an_job_unref(job);
-            job = running;
-            req->coalesced = 1;
-            atomic_fetch_add_explicit(&server->metrics.coalesced_total, 1, memory_order_relaxed);
-        } else if (an_upstream_submit(server->upstream, job) != 0) {
-            an_inflight_remove(&server->inflight, job);
-            an_job_unref(job);
-            return an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
-        }
-    } else if (an_upstream_submit(server->upstream, job) != 0) {
-        an_job_unref(job);
-        return an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
-    }
-
-    req->job = job; /* the request's reference */
-    req->waiter.connection = req->connection;
-    pthread_mutex_lock(&job->lock);
-    an_job_add_waiter_locked(job, &req->waiter);
-    pthread_mutex_unlock(&job->lock);
+    enum MHD_Result result = MHD_YES;
+    if (an_req_attach_job(req, job, controls->skip_lookup ? NULL : key, an_req_submit_upstream,
+                          server, &result) != 0)
+        return result;
     return continue_waiting(req);
 }
 

@@ -82,16 +82,10 @@ enum MHD_Result an_route_models(an_req_t *req)
                                      "OPENAI_BASE_URL) or pass --upstream URL ending in /v1");
 
     an_job_t *job = an_req_new_job(req, "/models", NULL, 0);
-    if (!job || an_upstream_submit(server->upstream, job) != 0) {
-        if (job)
-            an_job_unref(job);
+    if (!job)
         return an_respond_upstream_failure(req, AN_UPSTREAM_SHUTDOWN);
-    }
-    req->job = job;
-    req->waiter.connection = req->connection;
-    pthread_mutex_lock(&job->lock);
-    an_job_add_waiter_locked(job, &req->waiter);
-    pthread_mutex_unlock(&job->lock);
-    req->state = AN_REQ_WAITING;
+    enum MHD_Result result = MHD_YES;
+    if (an_req_attach_job(req, job, NULL, an_req_submit_upstream, server, &result) != 0)
+        return result;
     return an_route_models(req); /* the call may already be over */
 }
