@@ -19,6 +19,7 @@
 #include <utf8proc.h>
 
 #include "agentnet/embed.h"
+#include "agentnet/log.h"
 #include "cli/commands.h"
 #include "cli/embed_output.h"
 #include "cli/options.h"
@@ -317,6 +318,8 @@ static void print_help(void)
 
 int cli_embed(int argc, char **argv)
 {
+    /* The command's stdout is data, so its few log lines go to stderr as plain text. */
+    an_log_set_format(AN_LOG_FORMAT_TEXT);
     embed_settings_t s = {
         .model = AN_EMBED_DEFAULT_MODEL,
         .format = "jsonl",

@@ -651,8 +651,16 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
 {
     struct stat st;
     if (stat(dir, &st) != 0) {
-        snprintf(err, err_len, "embed: model directory \"%s\" cannot be read (%s); pass a "
-                 "sentence-transformers directory or hash:DIMS", dir, strerror(errno));
+        int missing = errno == ENOENT;
+        const char *slash = strchr(dir, '/');
+        /* ORG/NAME that is not a path here is most likely a hub id. */
+        if (missing && slash && slash != dir && !strchr(slash + 1, '/') && dir[0] != '.')
+            snprintf(err, err_len, "embed: model directory \"%s\" does not exist; to use the hub "
+                     "model of that name, run agentnet model pull %s, then pass -m ./models/%s",
+                     dir, dir, slash + 1);
+        else
+            snprintf(err, err_len, "embed: model directory \"%s\" cannot be read (%s); pass a "
+                     "sentence-transformers directory or hash:DIMS", dir, strerror(errno));
         return AN_ENOTFOUND;
     }
     if (!S_ISDIR(st.st_mode)) {

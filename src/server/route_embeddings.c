@@ -83,6 +83,9 @@ static const char *split_input(json_t *input, items_t *it)
         size_t i;
         json_t *item;
         json_array_foreach(input, i, item) {
+            if (json_is_array(item) && json_array_size(item) == 0)
+                return "an \"input\" item is an empty array of token ids; send at least one id, "
+                       "or an empty string for the empty text";
             if (!json_is_string(item) && !is_token_array(item))
                 return "every \"input\" item must be a string or an array of token ids";
         }
@@ -434,8 +437,15 @@ static int check_local_request(an_req_t *req, items_t *it, enum MHD_Result *resu
 
     json_t *dimensions = json_object_get(it->body, "dimensions");
     size_t dims = an_local_embedder_dims(local);
-    if (dimensions && (!json_is_integer(dimensions) ||
-                       json_integer_value(dimensions) != (json_int_t)dims)) {
+    if (dimensions && (!json_is_integer(dimensions) || json_integer_value(dimensions) < 1)) {
+        *result = an_respond_json_error(req, 400, "invalid_request_error", "dimensions",
+                                        "invalid_type",
+                                        "\"dimensions\" must be a positive integer; model \"%s\" "
+                                        "gives %zu",
+                                        an_local_embedder_name(local), dims);
+        return -1;
+    }
+    if (dimensions && json_integer_value(dimensions) != (json_int_t)dims) {
         *result = an_respond_json_error(
             req, 400, "invalid_request_error", "dimensions", "invalid_value",
             "model \"%s\" gives %zu dimensions and cannot shorten them; leave out "

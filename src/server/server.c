@@ -640,10 +640,18 @@ int an_server_run(const an_server_options_t *opts)
     an_log(AN_LOG_INFO, "listening", "listen", opts->listen, "port", port, "upstream",
            server->upstream_base[0] ? server->upstream_base : "(none)", "data_dir", opts->data_dir,
            "version", AN_VERSION, (const char *)NULL);
-    if (!server->upstream_base[0])
+    if (!server->upstream_base[0] && server->local_embed)
+        an_log(AN_LOG_WARN, "no upstream configured: chat and completion routes answer 503 "
+               "until AGENTNET_UPSTREAM_URL (or OPENAI_BASE_URL) or --upstream is set; "
+               "embeddings for the local model are served", "embed_model",
+               an_local_embedder_name(server->local_embed), (const char *)NULL);
+    else if (!server->upstream_base[0])
         an_log(AN_LOG_WARN, "no upstream configured: model routes answer 503 until "
                "AGENTNET_UPSTREAM_URL (or OPENAI_BASE_URL) or --upstream is set",
                (const char *)NULL);
+    if (opts->embed_model_name && opts->embed_model_name[0] && !server->local_embed)
+        an_log(AN_LOG_WARN, "--embed-model-name has no effect without --embed-model",
+               "embed_model_name", opts->embed_model_name, (const char *)NULL);
     an_log_flush();
     char detail[512];
     snprintf(detail, sizeof(detail), "{\"port\":%s,\"upstream_configured\":%s}", port,

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,7 +74,11 @@ extern "C" int an__cuda_device_count(char *why, size_t why_len)
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
-        if (why)
+        /* Without an NVIDIA driver the runtime reports an old driver, which misleads. */
+        int no_driver = access("/proc/driver/nvidia/version", F_OK) != 0;
+        if (why && (e == cudaErrorNoDevice || (e == cudaErrorInsufficientDriver && no_driver)))
+            snprintf(why, why_len, "no NVIDIA driver or GPU on this machine");
+        else if (why)
             snprintf(why, why_len, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
         cudaGetLastError(); /* clear it, so it does not surface in a later call */
         return 0;
