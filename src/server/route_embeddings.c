@@ -255,7 +255,7 @@ static enum MHD_Result respond_items(an_req_t *req, items_t *it, json_t *upstrea
     json_t *doc = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
                             "model", model, "usage", "prompt_tokens", tokens, "total_tokens",
                             tokens);
-    /* Local models say how many inputs were cut to max_seq_length; OpenAI has no such field. */
+    /* Local models report how many inputs were cut to max_seq_length; OpenAI has no such field. */
     if (doc && it->local)
         json_object_set_new(json_object_get(doc, "usage"), "truncated_inputs",
                             json_integer(truncated));

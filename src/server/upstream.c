@@ -201,7 +201,7 @@ static void finish_job(an_upstream_t *up, an_job_t *job, CURLcode code)
     }
 
     /*
-     * The hook stores a complete answer and unregisters the job. Only this
+     * The hook stores a complete response and unregisters the job. Only this
      * thread writes data, so the hook may read it without the lock.
      */
     if (job->on_complete)
