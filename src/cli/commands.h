@@ -6,5 +6,6 @@ int cli_serve(int argc, char **argv);
 int cli_cache(int argc, char **argv);
 int cli_embed(int argc, char **argv);
 int cli_model(int argc, char **argv);
+int cli_sandbox(int argc, char **argv);
 
 #endif

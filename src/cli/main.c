@@ -14,7 +14,8 @@ static void print_usage(FILE *out)
             "  cache stats    print cache statistics of a data directory\n"
             "  cache purge    remove cached entries from a data directory\n"
             "  embed          embed text lines with a local model (default hash:384)\n"
-            "  model pull     download a model from the Hugging Face hub\n\n"
+            "  model pull     download a model from the Hugging Face hub\n"
+            "  sandbox        print security levels, check plugin manifests against a policy\n\n"
             "Options:\n"
             "  --version      print the version\n"
             "  -h, --help     show this help; COMMAND --help shows a command's options\n");
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
         return cli_embed(argc - 2, argv + 2);
     if (strcmp(command, "model") == 0)
         return cli_model(argc - 2, argv + 2);
+    if (strcmp(command, "sandbox") == 0)
+        return cli_sandbox(argc - 2, argv + 2);
 
     fprintf(stderr, "agentnet: unknown command \"%s\"; run agentnet --help\n", command);
     return 2;
