@@ -13,7 +13,7 @@ int an_config_load(const char *path, json_t **out, char *err, size_t err_len)
 {
     FILE *probe = fopen(path, "r");
     if (!probe) {
-        snprintf(err, err_len, "config: cannot read \"%s\" (%s); check the --config path", path,
+        snprintf(err, err_len, "cannot read \"%s\" (%s); check the path and its permissions", path,
                  strerror(errno));
         return AN_EIO;
     }

@@ -99,7 +99,7 @@ static void check_level(const an_sandbox_policy_t *policy, const an_sandbox_mani
 {
     an_sandbox_level_t asked = m->has_level ? m->level : policy->level;
     if (asked < policy->min_level)
-        add_reason(reasons, "level: the manifest asks for %s, below the policy's floor %s; "
+        add_reason(reasons, "level: the manifest requests %s, below the policy's floor %s; "
                    "declare level %s or tighter in the manifest",
                    an_sandbox_level_name(asked), an_sandbox_level_name(policy->min_level),
                    an_sandbox_level_name(policy->min_level));
@@ -112,7 +112,7 @@ static void check_network(const an_sandbox_policy_t *policy, const an_sandbox_ma
                           an_sandbox_policy_t *effective, an_sandbox_reasons_t *reasons)
 {
     if (m->network > policy->network)
-        add_reason(reasons, "network: the manifest asks for %s, but the policy allows %s; "
+        add_reason(reasons, "network: the manifest requests %s, but the policy allows %s; "
                    "grant network %s in the policy or drop the request",
                    an_sandbox_network_name(m->network), an_sandbox_network_name(policy->network),
                    an_sandbox_network_name(m->network));
@@ -158,7 +158,7 @@ static void check_env(const an_sandbox_policy_t *policy, const an_sandbox_manife
         for (size_t j = 0; j < policy->env_count && !allowed; j++)
             allowed = strcmp(m->env[i], policy->env[j]) == 0;
         if (!allowed)
-            add_reason(reasons, "env: the manifest asks for %s, which is not in the policy's "
+            add_reason(reasons, "env: the manifest requests %s, which is not in the policy's "
                        "env allow list; add it there or drop the request", m->env[i]);
     }
     effective->env_count = m->env_count;
@@ -181,7 +181,7 @@ static void check_limits(const an_sandbox_policy_t *policy, const an_sandbox_man
             continue;
         }
         if (allowed != 0 && asked > allowed)
-            add_reason(reasons, "limits: the manifest asks for %s %" PRIu64 " %s, above the "
+            add_reason(reasons, "limits: the manifest requests %s %" PRIu64 " %s, above the "
                        "policy's %" PRIu64 "; lower the request or raise the policy",
                        limit->key, asked, limit->unit, allowed);
         *out = allowed != 0 && allowed < asked ? allowed : asked;

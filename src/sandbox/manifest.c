@@ -1,6 +1,6 @@
 /*
  * Plugin manifests: what a plugin is (name, version, entry command and the
- * SHA-256 of its entry file) and the permissions it asks for. Loading only
+ * SHA-256 of its entry file) and the permissions it requests. Loading only
  * checks the shape; can_load.c decides whether a policy grants the request.
  */
 #include <stdio.h>

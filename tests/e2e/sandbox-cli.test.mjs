@@ -89,7 +89,7 @@ test('check rejects network and a changed entry file', () => {
   const lines = result.stdout.trimEnd().split('\n');
   assert.equal(lines[0], 'rejected: hello 0.1.0');
   assert.equal(lines.length, 3);
-  assert.match(lines[1], /^ {2}network: the manifest asks for loopback, but the policy allows none/);
+  assert.match(lines[1], /^ {2}network: the manifest requests loopback, but the policy allows none/);
   assert.match(lines[2], /^ {2}sha256: .*main\.py" hashes to [0-9a-f]{64}, but the manifest says 0{64}/);
 });
 

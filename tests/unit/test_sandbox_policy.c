@@ -385,7 +385,7 @@ static void can_load_rejects_each_request(void **state)
         const char *reason;
     } cases[] = {
         {"network: none\n", "permissions: {network: loopback}\n",
-         "network: the manifest asks for loopback, but the policy allows none"},
+         "network: the manifest requests loopback, but the policy allows none"},
         {"filesystem: {read_only: [/data]}\n",
          "permissions: {filesystem: {read_only: [/home/user]}}\n",
          "asks to read \"/home/user\", which the policy does not grant"},
@@ -402,11 +402,11 @@ static void can_load_rejects_each_request(void **state)
         {"", "permissions: {limits: {max_open_files: 1000}}\n",
          "max_open_files 1000 files, above the policy's 256"},
         {"env: [LANG]\n", "permissions: {env: [AWS_SECRET_ACCESS_KEY]}\n",
-         "asks for AWS_SECRET_ACCESS_KEY, which is not in the policy's env allow list"},
+         "requests AWS_SECRET_ACCESS_KEY, which is not in the policy's env allow list"},
         {"level: restricted\n", "level: sandboxed\n",
-         "asks for sandboxed, below the policy's floor restricted"},
+         "requests sandboxed, below the policy's floor restricted"},
         {"level: sandboxed\nmin_level: restricted\n", "",
-         "asks for sandboxed, below the policy's floor restricted"},
+         "requests sandboxed, below the policy's floor restricted"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         load_good_policy(cases[i].policy);
