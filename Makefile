@@ -36,6 +36,7 @@ test: build e2e-deps test-asan
 	@cd $(BUILD) && ctest --output-on-failure
 
 bench: build
+	@scripts/check-deps.sh --bench
 	@bench/run.sh
 	@BUILD=$(BUILD) bench/embed/run.sh
 

@@ -20,13 +20,23 @@ if [ "${1-}" = "--with-tools" ]; then
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
 fi
+install_args=()
+if [ "${1-}" = "--bench" ]; then
+  install_args=(--bench)
+  for t in wrk nginx python3; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+  done
+  /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing+=(python3-torch python3-numpy)
+  [ -d /usr/lib/x86_64-linux-gnu/openblas-openmp ] || [ -d /usr/lib/aarch64-linux-gnu/openblas-openmp ] ||
+    missing+=(libopenblas0-openmp)
+fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 echo "check-deps: missing: ${missing[*]}" >&2
 if [ "$(id -u)" -eq 0 ]; then
   echo "check-deps: installing with $here/install-deps.sh" >&2
-  exec "$here/install-deps.sh"
+  exec "$here/install-deps.sh" "${install_args[@]}"
 fi
 echo "check-deps: run this once as root, then retry:" >&2
-echo "  sudo $here/install-deps.sh" >&2
+echo "  sudo $here/install-deps.sh ${install_args[*]}" >&2
 exit 1
