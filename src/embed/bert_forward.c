@@ -1,16 +1,20 @@
 /*
  * The packed-batch BERT forward pass. Dense layers are one GEMM each over
- * all tokens of the batch; attention is two small GEMMs per sentence and
- * head. BLAS threads are the only threads: nothing here runs in parallel
- * around a BLAS call, so the thread count set on OpenBLAS is the total.
+ * all tokens of the batch; attention is two small products per sentence and
+ * head. Two sets of threads take turns: OpenBLAS's run the large GEMMs, and
+ * the workspace's pool runs everything else (attention, bias, GELU,
+ * residual and LayerNorm, and the GEMMs of small batches). Each waits for
+ * the other to return, so the model's thread count is never exceeded.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include <cblas.h>
 
 #include "agentnet/common.h"
 #include "embed/bert_forward.h"
+#include "embed/gemm_small.h"
 #include "embed/kernels.h"
 
 void an__bert_workspace_free(an__bert_workspace_t *ws)
@@ -36,17 +40,126 @@ static int workspace_reserve(an__bert_workspace_t *ws, size_t floats)
 
 
 /*
- * y[rows][out] = x[rows][in] * weight[out][in]^T + bias: torch.nn.Linear.
- * NOTE: batches of a few tokens also go through OpenBLAS. A plain C
- * weight-streaming kernel measured no faster for one 7-token sentence on a
- * MiniLM-sized model, so small batches have no kernel of their own yet.
+ * Batches of fewer tokens than this run their dense layers on
+ * an__gemm_nt, split over output columns, instead of BLAS split over rows.
+ * Each BLAS call packs the whole weight matrix, and an__gemm_nt reads it in
+ * place. On a 2-CPU AMD EPYC VM with a MiniLM-sized model, an__gemm_nt was
+ * faster at 16 tokens and OpenBLAS from 32 tokens on (bench/embed).
  */
-static void linear(const float *x, size_t rows, size_t in, const float *weight,
-                   const float *bias, size_t out, float *y)
+#define SMALL_GEMM_MAX_TOKENS 24
+
+/* Output columns per task when an__gemm_nt is split over the pool. */
+#define SMALL_GEMM_TASK_COLUMNS 32
+
+/*
+ * Rows per BLAS call, at least, when a large batch's dense layer is split
+ * over the pool: each call packs the whole weight matrix again, so slices
+ * stay large. Batches of fewer rows than this times the threads get one
+ * slice per thread.
+ */
+#define BLAS_TASK_MIN_ROWS 256
+
+/* Rows per task of the residual and LayerNorm step. */
+#define ROW_TASK_ROWS 16
+
+typedef struct {
+    const float *x;
+    size_t rows, in, out;
+    const float *weight, *bias;
+    float *y;
+    bool gelu;
+    size_t slice_rows;          /* rows per task of linear_rows_task */
+} linear_job_t;
+
+
+static void linear_columns_task(void *ctx, size_t task, size_t worker)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x,
-                (int)in, weight, (int)in, 0.0f, y, (int)out);
-    an__add_bias(y, bias, rows, out);
+    const linear_job_t *job = ctx;
+    size_t first = task * SMALL_GEMM_TASK_COLUMNS;
+    size_t cols = job->out - first < SMALL_GEMM_TASK_COLUMNS ? job->out - first
+                                                             : SMALL_GEMM_TASK_COLUMNS;
+    (void)worker;
+    an__gemm_nt(job->rows, cols, job->in, 1.0f, job->x, job->in, job->weight + first * job->in,
+                job->in, job->bias + first, job->y + first, job->out);
+    if (job->gelu) {
+        for (size_t r = 0; r < job->rows; r++)
+            an__gelu_erf(job->y + r * job->out + first, cols);
+    }
+}
+
+
+/*
+ * One slice of rows of a large batch: the product on single-threaded BLAS,
+ * then bias and GELU while the slice is still in cache.
+ */
+static void linear_rows_task(void *ctx, size_t task, size_t worker)
+{
+    const linear_job_t *job = ctx;
+    size_t first = task * job->slice_rows;
+    size_t rows = job->rows - first < job->slice_rows ? job->rows - first : job->slice_rows;
+    float *y = job->y + first * job->out;
+    (void)worker;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)job->out, (int)job->in,
+                1.0f, job->x + first * job->in, (int)job->in, job->weight, (int)job->in, 0.0f, y,
+                (int)job->out);
+    an__add_bias(y, job->bias, rows, job->out);
+    if (job->gelu)
+        an__gelu_erf(y, rows * job->out);
+}
+
+
+/*
+ * y[rows][out] = x[rows][in] * weight[out][in]^T + bias, torch.nn.Linear,
+ * followed by GELU when gelu is set. Small batches split the output columns
+ * over the pool, large ones the rows, each slice a single-threaded BLAS call.
+ */
+static void linear(an__thread_pool_t *pool, const float *x, size_t rows, size_t in,
+                   const float *weight, const float *bias, size_t out, float *y, bool gelu)
+{
+    linear_job_t job = {x, rows, in, out, weight, bias, y, gelu, 0};
+    if (rows < SMALL_GEMM_MAX_TOKENS) {
+        size_t tasks = (out + SMALL_GEMM_TASK_COLUMNS - 1) / SMALL_GEMM_TASK_COLUMNS;
+        an__thread_pool_run(pool, tasks, linear_columns_task, &job);
+        return;
+    }
+
+    size_t threads = an__thread_pool_size(pool);
+    size_t per_thread = rows / (threads * BLAS_TASK_MIN_ROWS);
+    size_t slices = threads * (per_thread > 0 ? per_thread : 1);
+    job.slice_rows = (rows + slices - 1) / slices;
+    an__thread_pool_run(pool, (rows + job.slice_rows - 1) / job.slice_rows, linear_rows_task,
+                        &job);
+}
+
+
+typedef struct {
+    float *x;
+    const float *residual, *gamma, *beta;
+    size_t rows, cols;
+    float eps;
+} norm_job_t;
+
+
+static void residual_norm_task(void *ctx, size_t task, size_t worker)
+{
+    const norm_job_t *job = ctx;
+    size_t first = task * ROW_TASK_ROWS;
+    size_t rows = job->rows - first < ROW_TASK_ROWS ? job->rows - first : ROW_TASK_ROWS;
+    float *x = job->x + first * job->cols;
+    (void)worker;
+    an__add_inplace(x, job->residual + first * job->cols, rows * job->cols);
+    an__layer_norm(x, job->gamma, job->beta, rows, job->cols, job->eps);
+}
+
+
+/* x = LayerNorm(x + residual), row by row over the pool. */
+static void residual_layer_norm(an__thread_pool_t *pool, float *x, const float *residual,
+                                const float *gamma, const float *beta, size_t rows, size_t cols,
+                                float eps)
+{
+    norm_job_t job = {x, residual, gamma, beta, rows, cols, eps};
+    an__thread_pool_run(pool, (rows + ROW_TASK_ROWS - 1) / ROW_TASK_ROWS, residual_norm_task,
+                        &job);
 }
 
 
@@ -68,35 +181,41 @@ static void embed_tokens(const an__bert_weights_t *w, const int32_t *ids, const 
 }
 
 
+typedef struct {
+    const an__bert_config_t *cfg;
+    const float *qkv;
+    const size_t *offsets;
+    float *scores;              /* one longest x longest matrix per pool thread */
+    size_t scores_stride;       /* floats between two threads' matrices */
+    float *context;
+} attend_job_t;
+
+
 /*
- * Self-attention of each sentence over its own tokens: for every head,
+ * Self-attention of one sentence and head (task = sentence * heads + head):
  * softmax(Q K^T / sqrt(head_dim)) V, written into that head's columns of
  * context. qkv rows hold query, key and value side by side.
  */
-static void attend(const an__bert_config_t *cfg, const float *qkv, const size_t *offsets,
-                   size_t count, float *scores, float *context)
+static void attend_task(void *ctx, size_t task, size_t worker)
 {
-    size_t h = cfg->hidden_size;
-    size_t heads = cfg->num_attention_heads;
+    const attend_job_t *job = ctx;
+    size_t h = job->cfg->hidden_size;
+    size_t heads = job->cfg->num_attention_heads;
     size_t head_dim = h / heads;
     size_t stride = 3 * h;
+    size_t s = task / heads, head = task % heads;
+    size_t first = job->offsets[s];
+    size_t len = job->offsets[s + 1] - first;
     float scale = (float)(1.0 / sqrt((double)head_dim));
+    float *scores = job->scores + worker * job->scores_stride;
 
-    for (size_t s = 0; s < count; s++) {
-        size_t first = offsets[s];
-        int len = (int)(offsets[s + 1] - first);
-        for (size_t head = 0; head < heads; head++) {
-            const float *q = qkv + first * stride + head * head_dim;
-            const float *k = q + h;
-            const float *v = q + 2 * h;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, (int)head_dim, scale,
-                        q, (int)stride, k, (int)stride, 0.0f, scores, len);
-            an__softmax_rows(scores, (size_t)len, (size_t)len);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, (int)head_dim, len, 1.0f,
-                        scores, len, v, (int)stride, 0.0f,
-                        context + first * h + head * head_dim, (int)h);
-        }
-    }
+    const float *q = job->qkv + first * stride + head * head_dim;
+    const float *k = q + h;
+    const float *v = q + 2 * h;
+    an__gemm_nt(len, len, head_dim, scale, q, stride, k, stride, NULL, scores, len);
+    an__softmax_rows(scores, len, len);
+    an__gemm_nn_small(len, head_dim, len, scores, len, v, stride,
+                      job->context + first * h + head * head_dim, h);
 }
 
 
@@ -114,8 +233,9 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
         longest = len > longest ? len : longest;
     }
 
-    /* hidden, spare (the next hidden), qkv, context, intermediate, one score matrix */
-    size_t need = tokens * (h + h + 3 * h + h + inter) + longest * longest;
+    /* hidden, spare (the next hidden), qkv, context, intermediate, a score matrix per thread */
+    size_t threads = an__thread_pool_size(ws->pool);
+    size_t need = tokens * (h + h + 3 * h + h + inter) + threads * longest * longest;
     if (workspace_reserve(ws, need) != 0)
         return AN_ENOMEM;
     float *hidden = ws->buffer;
@@ -124,27 +244,36 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
     float *context = qkv + tokens * 3 * h;
     float *intermediate = context + tokens * h;
     float *scores = intermediate + tokens * inter;
+    float eps = cfg->layer_norm_eps;
 
+    /*
+     * The pool splits every GEMM itself. With more than one OpenBLAS thread,
+     * OpenBLAS's idle threads poll with sched_yield while the pool runs and
+     * took about 15% of the CPU time at 32 sentences of 128 tokens.
+     */
+    openblas_set_num_threads(1);
     embed_tokens(weights, ids, offsets, count, hidden);
 
     for (size_t l = 0; l < cfg->num_hidden_layers; l++) {
         const an__bert_layer_t *layer = &weights->layers[l];
         float *swap;
 
-        linear(hidden, tokens, h, layer->qkv_weight, layer->qkv_bias, 3 * h, qkv);
-        attend(cfg, qkv, offsets, count, scores, context);
-        linear(context, tokens, h, layer->attn_out_weight, layer->attn_out_bias, h, spare);
-        an__add_inplace(spare, hidden, tokens * h);
-        an__layer_norm(spare, layer->attn_norm_weight, layer->attn_norm_bias, tokens, h,
-                       cfg->layer_norm_eps);
+        linear(ws->pool, hidden, tokens, h, layer->qkv_weight, layer->qkv_bias, 3 * h, qkv,
+               false);
+        attend_job_t attention = {cfg, qkv, offsets, scores, longest * longest, context};
+        an__thread_pool_run(ws->pool, count * cfg->num_attention_heads, attend_task, &attention);
+        linear(ws->pool, context, tokens, h, layer->attn_out_weight, layer->attn_out_bias, h,
+               spare, false);
+        residual_layer_norm(ws->pool, spare, hidden, layer->attn_norm_weight,
+                            layer->attn_norm_bias, tokens, h, eps);
         swap = hidden, hidden = spare, spare = swap;
 
-        linear(hidden, tokens, h, layer->inter_weight, layer->inter_bias, inter, intermediate);
-        an__gelu_erf(intermediate, tokens * inter);
-        linear(intermediate, tokens, inter, layer->out_weight, layer->out_bias, h, spare);
-        an__add_inplace(spare, hidden, tokens * h);
-        an__layer_norm(spare, layer->out_norm_weight, layer->out_norm_bias, tokens, h,
-                       cfg->layer_norm_eps);
+        linear(ws->pool, hidden, tokens, h, layer->inter_weight, layer->inter_bias, inter,
+               intermediate, true);
+        linear(ws->pool, intermediate, tokens, inter, layer->out_weight, layer->out_bias, h,
+               spare, false);
+        residual_layer_norm(ws->pool, spare, hidden, layer->out_norm_weight,
+                            layer->out_norm_bias, tokens, h, eps);
         swap = hidden, hidden = spare, spare = swap;
     }
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "embed/st_config.h"
+#include "embed/thread_pool.h"
 
 /* One encoder layer, float32, row-major; linear weights are [out][in] as in PyTorch. */
 typedef struct {
@@ -42,11 +43,14 @@ typedef struct {
 /*
  * Scratch memory of the forward pass, grown to the largest batch seen and
  * reused, so steady-state calls allocate nothing. Zero-initialise it and
- * release it with an__bert_workspace_free().
+ * release it with an__bert_workspace_free(). pool is the owner's: the
+ * forward pass runs its non-BLAS work on it, and a NULL pool runs that work
+ * on the calling thread.
  */
 typedef struct {
     float *buffer;
     size_t capacity_floats;
+    an__thread_pool_t *pool;
 } an__bert_workspace_t;
 
 void an__bert_workspace_free(an__bert_workspace_t *ws);

@@ -374,6 +374,7 @@ static void bert_close(an_embed_model_t *model)
         return;
     an__tokenizer_close(b->tokenizer);
     an__cuda_model_free(b->cuda);
+    an__thread_pool_free(b->workspace.pool);
     an__bert_workspace_free(&b->workspace);
     free(b->arena);
     free(b->weights.layers);
@@ -700,6 +701,13 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
         (rc = an__cuda_model_upload(&b->weights, cuda_device, b->pipeline.pooling_modes,
                                     b->pipeline.normalize, &b->cuda, err, err_len)))
         goto fail;
+    if (cuda_device < 0 &&
+        an__thread_pool_create(model->opts.threads, &b->workspace.pool) != 0) {
+        snprintf(err, err_len, "embed: cannot start %u compute threads (out of memory or "
+                 "thread limit); pass fewer threads", model->opts.threads);
+        rc = AN_ENOMEM;
+        goto fail;
+    }
     openblas_set_num_threads((int)model->opts.threads);
     return 0;
 

@@ -24,7 +24,13 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+/*
+ * Not under ThreadSanitizer: it instruments the ifunc resolvers that
+ * target_clones generates, and they run before its runtime is set up, so
+ * the program crashes at load (GCC 12).
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
 #define AN_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define AN_MULTIVERSION
@@ -157,6 +163,24 @@ void an__softmax_rows(float *x, size_t rows, size_t cols)
         float inv = (float)(1.0 / sum);
         for (size_t c = 0; c < cols; c++)
             row[c] *= inv;
+    }
+}
+
+
+AN_MULTIVERSION
+void an__gemm_nn_small(size_t m, size_t n, size_t k, const float *restrict p, size_t ldp,
+                       const float *restrict v, size_t ldv, float *restrict c, size_t ldc)
+{
+    for (size_t i = 0; i < m; i++) {
+        float *row = c + i * ldc;
+        for (size_t x = 0; x < n; x++)
+            row[x] = 0.0f;
+        for (size_t j = 0; j < k; j++) {
+            float weight = p[i * ldp + j];
+            const float *value = v + j * ldv;
+            for (size_t x = 0; x < n; x++)
+                row[x] += weight * value[x];
+        }
     }
 }
 

@@ -28,6 +28,14 @@ void an__gelu_erf(float *x, size_t n);
 /* Softmax of each row in place, shifted by the row maximum for stability. */
 void an__softmax_rows(float *x, size_t rows, size_t cols);
 
+/*
+ * c[i][0..n) = sum over j < k of p[i][j] * v[j][0..n) for i < m: the
+ * attention-weighted sum of value rows. ldp, ldv and ldc are row strides
+ * in floats. Meant for the small n of one attention head.
+ */
+void an__gemm_nn_small(size_t m, size_t n, size_t k, const float *p, size_t ldp, const float *v,
+                       size_t ldv, float *c, size_t ldc);
+
 /* Divides x by its L2 norm, clamped below at 1e-12 as torch.nn.functional.normalize does. */
 void an__l2_normalize(float *x, size_t n);
 
