@@ -1,7 +1,8 @@
 /*
- * Element-wise and row-wise kernels of the encoder: everything but the
- * matrix products, which go to BLAS. Loops are plain and contiguous so the
- * compiler vectorises them; none of them allocates or starts threads.
+ * Element-wise and row-wise kernels of the encoder, and the
+ * attention-weighted sum of values. The other matrix products are in BLAS
+ * and gemm_small.c. Loops are plain and contiguous so the compiler vectorises
+ * them, and none of them allocates or starts threads.
  */
 #ifndef AGENTNET_EMBED_KERNELS_H
 #define AGENTNET_EMBED_KERNELS_H
