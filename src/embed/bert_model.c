@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <cblas.h>
 
 #include "agentnet/log.h"
 #include "embed/bert_forward.h"
@@ -493,12 +492,7 @@ static int run_batches(an_embed_model_t *model, size_t count, float *out,
         b->order[i] = (sort_key_t){b->starts[i + 1] - b->starts[i], i};
     qsort(b->order, count, sizeof(*b->order), compare_longest_first);
 
-    /*
-     * NOTE: OpenBLAS keeps one thread count per process, so it is set again
-     * on every call in case another model in the process changed it. Two
-     * models running at once with different counts can still race on it.
-     */
-    openblas_set_num_threads((int)model->opts.threads);
+    /* The forward pass sets OpenBLAS to one thread; its own pool splits the GEMMs. */
     for (size_t first = 0; first < count;) {
         size_t n = 0, tokens = 0;
         while (first + n < count && n < model->opts.batch_size) {
@@ -708,7 +702,6 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
         rc = AN_ENOMEM;
         goto fail;
     }
-    openblas_set_num_threads((int)model->opts.threads);
     return 0;
 
 fail:
