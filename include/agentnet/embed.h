@@ -4,8 +4,8 @@
  * vocab.txt or tokenizer.json, 1_Pooling/config.json, ...) or the built-in
  * weight-free "hash:DIMS" model, which is lexical, not semantic.
  *
- * Output vectors are float32, DIMS per text, in input order, normalised when
- * the model says so (always for hash:DIMS).
+ * Output vectors are float32, DIMS per text, in input order, L2-normalised
+ * when modules.json lists a Normalize module (always for hash:DIMS).
  */
 #ifndef AGENTNET_EMBED_H
 #define AGENTNET_EMBED_H
@@ -61,7 +61,7 @@ typedef void (*an_embed_progress_fn)(size_t done, size_t total, void *ctx);
 
 /*
  * Embeds count UTF-8 texts (lengths[i] bytes each; NUL bytes inside are
- * text) into out, which holds count * an_embed_dims() floats. info may be
+ * text) into out, which has room for count * an_embed_dims() floats. info may be
  * NULL or hold count entries; progress may be NULL. Invalid UTF-8 returns
  * AN_EINVAL with the input index in err. Calls on one model are serialised.
  */
@@ -70,7 +70,7 @@ int an_embed_texts(an_embed_model_t *model, const char *const *texts, const size
                    an_embed_progress_fn progress, void *progress_ctx, char *err, size_t err_len);
 
 /*
- * Embeds pre-tokenised inputs: ids[i] holds lengths[i] vocabulary ids,
+ * Embeds pre-tokenised inputs: ids[i] contains lengths[i] vocabulary ids,
  * without [CLS] and [SEP], which are added. An id outside the vocabulary
  * returns AN_EINVAL naming the input and the id. The hash model has no
  * vocabulary and returns AN_EINVAL.
