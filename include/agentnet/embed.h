@@ -5,7 +5,8 @@
  * weight-free "hash:DIMS" model, which is lexical, not semantic.
  *
  * Output vectors are float32, DIMS per text, in input order, L2-normalised
- * when modules.json lists a Normalize module (always for hash:DIMS).
+ * when modules.json lists a Normalize module. hash:DIMS vectors are unit
+ * length, except the zero vector of a text without words.
  */
 #ifndef AGENTNET_EMBED_H
 #define AGENTNET_EMBED_H
