@@ -156,7 +156,7 @@ int an_cache_flush(an_cache_t *cache);
  * no insignificant whitespace, and integral floats written as integers
  * (1.0 as 1), so the same request in another key order or spacing gives
  * the same key. These top-level body fields are left out because they
- * cannot change the answer:
+ * cannot change the response:
  *
  *   user, metadata, stream_options, store, service_tier,
  *   safety_identifier, prompt_cache_key

@@ -52,7 +52,7 @@ static const char *limit_text(char *out, size_t len, uint64_t value, const char 
 }
 
 
-/* null for unrestricted, which binds nothing because it sees the whole host. */
+/* null for unrestricted, which binds nothing because it runs on the whole host. */
 static json_t *dirs_json(const char *const *dirs)
 {
     if (!dirs)

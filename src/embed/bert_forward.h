@@ -56,7 +56,7 @@ typedef struct {
 void an__bert_workspace_free(an__bert_workspace_t *ws);
 
 /*
- * Runs the encoder on count sentences packed in ids: sentence s holds the
+ * Runs the encoder on count sentences packed in ids: sentence s is
  * ids[offsets[s]] .. ids[offsets[s + 1] - 1], [CLS] and [SEP] included,
  * each sentence at least one and at most max_position_embeddings tokens,
  * every id below vocab_size. Writes the final hidden states of all tokens,

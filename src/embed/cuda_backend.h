@@ -24,8 +24,8 @@ typedef struct an__cuda_model an__cuda_model_t;
 
 /*
  * Returns the number of CUDA devices visible to this process, or 0 when
- * there is none or no usable driver; then why (when not NULL) receives the
- * CUDA runtime's reason, such as "no CUDA-capable device is detected".
+ * there is none or no usable driver. In that case why (when not NULL)
+ * receives the reason, such as "no NVIDIA driver or GPU on this machine".
  */
 int an__cuda_device_count(char *why, size_t why_len);
 

@@ -1,6 +1,6 @@
 /*
  * A matrix product for few rows of activations: the encoder's dense layers
- * when the batch holds few tokens, and the attention scores. It reads the
+ * when the batch contains few tokens, and the attention scores. It reads the
  * weights where they lie instead of packing them, as BLAS does on every
  * call; for a batch of a few tokens that packing costs more than the
  * product.

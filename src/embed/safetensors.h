@@ -1,6 +1,6 @@
 /*
  * Reader for the safetensors format: maps the file, validates its header and
- * hands out tensors by name. It knows nothing about BERT; bert_model.c
+ * hands out tensors by name. It has no BERT logic, because bert_model.c
  * decides which tensors a model needs and which dtypes it accepts.
  *
  * On-disk layout:

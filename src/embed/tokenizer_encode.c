@@ -321,7 +321,7 @@ static void flush_word(encoder_t *e)
     }
 
     /*
-     * bytes holds the prefix and then the word's UTF-8; offsets[k] is where
+     * bytes contains the prefix and then the word's UTF-8; offsets[k] is where
      * character k starts. A piece that starts at character k > 0 gets the
      * prefix written just before it, over characters already matched.
      */

@@ -18,7 +18,7 @@
 __attribute__((format(printf, 2, 3)))
 static void add_reason(an_sandbox_reasons_t *reasons, const char *fmt, ...)
 {
-    /* Past the capacity the last slot says that more were dropped. */
+    /* Past the capacity the last slot reports that more were dropped. */
     if (reasons->count >= AN_SANDBOX_MAX_REASONS) {
         snprintf(reasons->text[AN_SANDBOX_MAX_REASONS - 1], AN_SANDBOX_MAX_REASON_LEN,
                  "more than %d reasons; fix the ones above and check again",

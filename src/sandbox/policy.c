@@ -1,6 +1,6 @@
 /*
  * Policy files: a YAML mapping that picks a level and overrides its
- * defaults. Also holds the field readers that manifest.c shares; the
+ * defaults. It also contains the field readers that manifest.c shares. The
  * decision whether a manifest fits a policy is in can_load.c.
  */
 #include <inttypes.h>

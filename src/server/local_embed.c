@@ -2,7 +2,8 @@
  * The local embedding thread: takes the queued embeddings jobs, merges those
  * that fit one token budget into a single model call, and completes each
  * with an OpenAI-shaped response. Request validation happens before a job is
- * queued (route_embeddings.c), so a job here fails only on model errors.
+ * queued (route_embeddings.c), so a job here fails only on what the model
+ * itself rejects, such as token ids outside its vocabulary.
  */
 #include <stdlib.h>
 #include <string.h>

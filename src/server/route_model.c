@@ -171,7 +171,7 @@ static enum MHD_Result respond_relay(an_req_t *req, long status, const char *con
 }
 
 /*
- * Called when a waiting request is resumed: answers from the job when it
+ * Called when a waiting request is resumed: responds from the job when it
  * can, and otherwise suspends again until the job moves on.
  */
 static enum MHD_Result continue_waiting(an_req_t *req)

@@ -271,7 +271,7 @@ static void write_access_log(an_req_t *req, uint64_t duration_ns)
     char line[512];
     const char *cache = an_cache_result_name(req->cache_result);
     if (!cache && req->cacheable)
-        cache = "bypass"; /* as the X-AgentNet-Cache header of an error response says */
+        cache = "bypass"; /* matches the X-AgentNet-Cache header of an error response */
     char cache_field[32] = "null";
     if (cache)
         snprintf(cache_field, sizeof(cache_field), "\"%s\"", cache);

@@ -103,10 +103,10 @@ int an_req_cache_controls(an_req_t *req, an_cache_controls_t *controls, enum MHD
 an_job_t *an_req_new_job(an_req_t *req, const char *path, const char *body, size_t body_len);
 typedef int (*an_job_submit_fn)(void *ctx, an_job_t *job);
 /*
- * Joins the job in flight under key (when key is not NULL and one runs), or
- * submits job through submit; then makes the request a waiter of the job
- * and sets it AN_REQ_WAITING. Takes the caller's reference to job. On
- * failure queues a 503 into *result and returns -1.
+ * Joins the job in flight under key when key is not NULL and one runs, and
+ * otherwise submits job through submit. Then makes the request a waiter of
+ * the job and sets it AN_REQ_WAITING. Takes the caller's reference to job.
+ * On failure queues a 503 into *result and returns -1.
  */
 int an_req_attach_job(an_req_t *req, an_job_t *job, const an_cache_key_t *key,
                       an_job_submit_fn submit, void *submit_ctx, enum MHD_Result *result);

@@ -839,7 +839,7 @@ static void forked_child_leaves_parent_readers_alone(void **state)
 }
 
 
-/* A record whose lengths reach past its end does not decode, whatever its value length field says. */
+/* A record whose lengths reach past its end does not decode, whatever its value length field contains. */
 static void record_decode_rejects_overrun_lengths(void **state)
 {
     (void)state;

@@ -595,7 +595,7 @@ static int wait_child(pid_t child)
 }
 
 
-/* Fails unless status, from wait_child, says that SIGKILL ended the child. */
+/* Fails unless status, from wait_child, shows that SIGKILL ended the child. */
 static void assert_killed(int status, const char *when)
 {
     assert_int_not_equal(status, -1);

@@ -329,8 +329,8 @@ static int run_layers(an__cuda_model_t *m, int tokens, const int32_t *offsets, i
 
 /*
  * NOTE: this forward pass has been compiled but not yet run on a GPU, so
- * its agreement with the CPU encoder is unverified; bench/embed/cuda_check.sh
- * checks it on a machine with one.
+ * its agreement with the CPU encoder is unverified. bench/embed/cuda_check.sh
+ * checks it on a machine with a GPU.
  */
 extern "C" int an__cuda_forward(an__cuda_model_t *m, const int32_t *ids, const size_t *offsets,
                                 size_t count, const float **pooled_out, char *err,

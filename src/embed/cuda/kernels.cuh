@@ -39,7 +39,7 @@ cudaError_t an__cuda_bias_residual_layer_norm(float *x, const float *bias, const
  * Self-attention of each sentence over its own tokens, per head:
  * softmax(Q K^T / sqrt(head_dim)) V into that head's columns of context.
  * qkv rows hold query, key and value side by side (3 * hidden wide);
- * offsets holds sentences + 1 token offsets and longest the longest
+ * offsets contains sentences + 1 token offsets and longest the longest
  * sentence. Returns cudaErrorInvalidValue when a sentence is too long for
  * the kernel's shared memory (over 12,000 tokens or so).
  */
