@@ -4,7 +4,7 @@
 # prints the exact command to run and fails, before any compiler error.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-modules=(libmicrohttpd libcurl jansson libfyaml lmdb libcrypto openblas libutf8proc cmocka)
+modules=(libmicrohttpd libcurl jansson libfyaml lmdb libcrypto openblas libutf8proc libseccomp cmocka)
 
 missing=()
 if ! command -v cc >/dev/null 2>&1 || ! command -v pkg-config >/dev/null 2>&1 ||

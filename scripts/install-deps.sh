@@ -25,10 +25,10 @@ packages=(
   libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libfyaml-dev
   liblmdb-dev lmdb-utils libsqlite3-dev libssl-dev libseccomp-dev
   libutf8proc-dev libopenblas-dev libcmocka-dev
-  wrk nginx-light
+  wrk nginx-light python3
 )
 if [ "$with_bench" = 1 ]; then
-  packages+=(python3-torch python3-numpy libopenblas0-openmp)
+  packages+=(python3-torch python3-numpy libopenblas0-openmp bubblewrap hyperfine)
 fi
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
