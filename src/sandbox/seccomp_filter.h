@@ -52,6 +52,13 @@ void an__sbx_filter_free(an__sbx_filter_t *filter);
  * nothing). Returns the user notification listener fd when the filter uses
  * one, 0 when it does not, or -errno on failure. The caller passes the
  * listener to the supervisor and closes its own copy.
+ *
+ * The listener is close-on-exec. Until the supervisor holds it, a denied
+ * call in the child blocks until the child is killed, so between this call
+ * and execve the child makes only allowed calls. Under minimal these are
+ * the calls of the allow list (write, close, execve, exit_group and the
+ * like). -EBUSY means that a filter already on this process, its own or
+ * inherited, has a listener: the kernel allows one per filter chain.
  */
 int an__sbx_filter_install(const an__sbx_filter_t *filter);
 
@@ -61,6 +68,11 @@ int an__sbx_filter_install(const an__sbx_filter_t *filter);
  * ("ptrace", "ioctl TIOCSTI", "unshare"). Returns 1 when a call was refused
  * and recorded, 0 when the notification went stale (the caller died or was
  * interrupted) or nothing was pending, negative AN_E* on error.
+ *
+ * Other details: "clone CLONE_NEWUSER|CLONE_NEWNET" for clone with namespace
+ * flags, "personality 0x400000", and "x32 getpid" or "i386 getpid" for a call
+ * through another ABI. On a negative return detail holds the failure
+ * instead. With nothing pending it returns 0 at once instead of blocking.
  */
 int an__sbx_seccomp_answer(int listener, char *detail, size_t detail_len);
 
