@@ -19,11 +19,18 @@
 
 typedef struct an__sbx_cgroup an__sbx_cgroup_t;
 
-/* What enforces or measures each resource, for the report; NULL = nothing. */
+/*
+ * What enforces or measures each resource, for the report; NULL = nothing.
+ * The *_note strings say why a mechanism is NULL (NULL when it is not).
+ * All strings live as long as the cgroup.
+ */
 typedef struct {
-    const char *memory; /* e.g. "cgroup v2 memory.max", "cgroup v1 memory.limit_in_bytes" */
-    const char *pids;   /* e.g. "cgroup v1 pids.max" */
-    const char *cpu;    /* CPU time accounting, e.g. "cgroup v1 cpuacct.usage" */
+    const char *memory; /* "cgroup v2 memory.max" or "cgroup v1 memory.limit_in_bytes" */
+    const char *pids;   /* "cgroup v2 pids.max" or "cgroup v1 pids.max" */
+    const char *cpu;    /* CPU time accounting: "cgroup v2 cpu.stat" or "cgroup v1 cpuacct.usage" */
+    const char *memory_note;
+    const char *pids_note;
+    const char *cpu_note;
 } an__sbx_cgroup_mechanisms_t;
 
 typedef struct {
@@ -40,25 +47,44 @@ typedef struct {
  * Creates the groups for one run, named after run_id, with memory_bytes and
  * max_pids as limits (0 = no limit, group still created for accounting).
  * Returns 0 with *out set even when no controller is usable (note then says
- * why, for the report and the log); negative AN_E* only when something that
- * exists fails unexpectedly. The caller owns *out.
+ * why, for the report and the log). Negative AN_E* only for AN_EINVAL
+ * (run_id is not 1 to 64 characters of [A-Za-z0-9._-], or starts with a
+ * dot), AN_EEXIST (a group for run_id exists already) and AN_ENOMEM, with
+ * the message in note. The caller owns *out.
  */
 int an__sbx_cgroup_open(const char *run_id, uint64_t memory_bytes, uint64_t max_pids,
                         an__sbx_cgroup_t **out, char *note, size_t note_len);
 
 void an__sbx_cgroup_mechanisms(const an__sbx_cgroup_t *cg, an__sbx_cgroup_mechanisms_t *out);
 
-/* Moves pid (the sandbox's first process, before it execs) into every group. */
+/*
+ * Moves pid (the sandbox's first process, before it execs or forks) into
+ * every group. Returns 0, or AN_EIO with the reason in an__sbx_cgroup_error.
+ */
 int an__sbx_cgroup_attach(an__sbx_cgroup_t *cg, pid_t pid);
 
+/*
+ * Reads the counters. A resource whose counters cannot be read has its has_*
+ * flag at 0, and the call then returns AN_EIO with the reason in
+ * an__sbx_cgroup_error. The other resources are filled in either case.
+ */
 int an__sbx_cgroup_stats(an__sbx_cgroup_t *cg, an__sbx_cgroup_stats_t *out);
 
-/* Sends sig to every process in the run's groups; returns how many were signalled. */
+/*
+ * Sends sig to every process in the run's groups; returns how many were
+ * signalled, or AN_EIO when a group's cgroup.procs cannot be read. With
+ * SIGKILL, a v2 group is also killed through cgroup.kill, which reaches
+ * processes forked while the list is read.
+ */
 int an__sbx_cgroup_signal_all(an__sbx_cgroup_t *cg, int sig);
 
+/* The reason for the last failure of attach, stats or signal_all, or "". */
+const char *an__sbx_cgroup_error(const an__sbx_cgroup_t *cg);
+
 /*
- * Kills what is left, waits briefly for the groups to empty, removes them
- * and frees cg. NULL is allowed.
+ * Kills what is left, waits up to 1 s for the groups to empty, removes them
+ * and frees cg. A group that cannot be removed is logged and left behind.
+ * NULL is allowed.
  */
 void an__sbx_cgroup_close(an__sbx_cgroup_t *cg);
 
