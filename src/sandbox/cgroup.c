@@ -37,8 +37,8 @@ static const char *const v1_controllers[AN__CGROUP_RESOURCE_COUNT] = {"memory", 
 
 /* What limits each resource without a cgroup, for the note. */
 static const char *const fallbacks[AN__CGROUP_RESOURCE_COUNT] = {
-    "memory limited by RLIMIT_AS only",
-    "processes limited by RLIMIT_NPROC only",
+    "Memory limited by RLIMIT_AS only",
+    "Processes limited by RLIMIT_NPROC only",
     "CPU time limited by RLIMIT_CPU per process only",
 };
 

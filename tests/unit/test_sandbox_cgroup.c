@@ -222,8 +222,8 @@ static void open_without_cgroups_falls_back(void **state)
     assert_null(mechanisms.cpu);
     assert_string_equal(mechanisms.memory_note,
                         "no cgroup v2 hierarchy and no cgroup v1 memory hierarchy is mounted");
-    assert_contains(note, "memory limited by RLIMIT_AS only: no cgroup v2 hierarchy");
-    assert_contains(note, "processes limited by RLIMIT_NPROC only: ");
+    assert_contains(note, "Memory limited by RLIMIT_AS only: no cgroup v2 hierarchy");
+    assert_contains(note, "Processes limited by RLIMIT_NPROC only: ");
     assert_contains(note, "CPU time limited by RLIMIT_CPU per process only: ");
 
     /* Nothing to attach to, kill or count. */
@@ -424,7 +424,7 @@ static void unwritable_hierarchy_falls_back(void **state)
 
     assert_int_equal(result.real_rc, 0);
     assert_false(result.real_any_mechanism);
-    assert_contains(result.real_note, "memory limited by RLIMIT_AS only: ");
+    assert_contains(result.real_note, "Memory limited by RLIMIT_AS only: ");
     assert_contains(result.real_note, "not writable by uid 65534");
 }
 
