@@ -13,6 +13,7 @@
 #include <cblas.h>
 
 #include "agentnet/common.h"
+#include "embed/attention.h"
 #include "embed/bert_forward.h"
 #include "embed/gemm_small.h"
 #include "embed/kernels.h"
@@ -185,8 +186,8 @@ typedef struct {
     const an__bert_config_t *cfg;
     const float *qkv;
     const size_t *offsets;
-    float *scores;              /* one longest x longest matrix per pool thread */
-    size_t scores_stride;       /* floats between two threads' matrices */
+    float *scratch;             /* attention scratch, one slice per pool thread */
+    size_t scratch_stride;      /* floats between two threads' slices */
     float *context;
 } attend_job_t;
 
@@ -207,15 +208,11 @@ static void attend_task(void *ctx, size_t task, size_t worker)
     size_t first = job->offsets[s];
     size_t len = job->offsets[s + 1] - first;
     float scale = (float)(1.0 / sqrt((double)head_dim));
-    float *scores = job->scores + worker * job->scores_stride;
+    float *scratch = job->scratch + worker * job->scratch_stride;
 
     const float *q = job->qkv + first * stride + head * head_dim;
-    const float *k = q + h;
-    const float *v = q + 2 * h;
-    an__gemm_nt(len, len, head_dim, scale, q, stride, k, stride, NULL, scores, len);
-    an__softmax_rows(scores, len, len);
-    an__gemm_nn_small(len, head_dim, len, scores, len, v, stride,
-                      job->context + first * h + head * head_dim, h);
+    an__attention_head(len, head_dim, scale, q, q + h, q + 2 * h, stride,
+                       job->context + first * h + head * head_dim, h, scratch);
 }
 
 
@@ -233,9 +230,11 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
         longest = len > longest ? len : longest;
     }
 
-    /* hidden, spare (the next hidden), qkv, context, intermediate, a score matrix per thread */
+    /* hidden, spare (the next hidden), qkv, context, intermediate, attention scratch per thread */
     size_t threads = an__thread_pool_size(ws->pool);
-    size_t need = tokens * (h + h + 3 * h + h + inter) + threads * longest * longest;
+    size_t head_dim = h / cfg->num_attention_heads;
+    size_t scratch_floats = an__attention_scratch_floats(longest, head_dim);
+    size_t need = tokens * (h + h + 3 * h + h + inter) + threads * scratch_floats;
     if (workspace_reserve(ws, need) != 0)
         return AN_ENOMEM;
     float *hidden = ws->buffer;
@@ -243,7 +242,7 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
     float *qkv = spare + tokens * h;
     float *context = qkv + tokens * 3 * h;
     float *intermediate = context + tokens * h;
-    float *scores = intermediate + tokens * inter;
+    float *scratch = intermediate + tokens * inter;
     float eps = cfg->layer_norm_eps;
 
     /*
@@ -260,7 +259,7 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
 
         linear(ws->pool, hidden, tokens, h, layer->qkv_weight, layer->qkv_bias, 3 * h, qkv,
                false);
-        attend_job_t attention = {cfg, qkv, offsets, scores, longest * longest, context};
+        attend_job_t attention = {cfg, qkv, offsets, scratch, scratch_floats, context};
         an__thread_pool_run(ws->pool, count * cfg->num_attention_heads, attend_task, &attention);
         linear(ws->pool, context, tokens, h, layer->attn_out_weight, layer->attn_out_bias, h,
                spare, false);

@@ -111,25 +111,84 @@ void an__add_inplace(float *restrict x, const float *restrict y, size_t n)
 }
 
 
+/*
+ * The sums below keep eight partial sums, one per lane, in double and add
+ * them at the end. The compiler vectorises lanes like these but not one
+ * running sum, whose order it must keep, and a running double sum made
+ * LayerNorm and softmax wait on one addition's latency per element. The
+ * order is fixed by the code, so results do not depend on the CPU.
+ */
+#define SUM_LANES 8
+
+static inline double finish_lanes(const double lanes[SUM_LANES])
+{
+    double total = 0;
+    for (size_t l = 0; l < SUM_LANES; l++)
+        total += lanes[l];
+    return total;
+}
+
+
+static inline double sum_floats(const float *x, size_t n)
+{
+    double lanes[SUM_LANES] = {0};
+    size_t c = 0;
+    for (; c + SUM_LANES <= n; c += SUM_LANES) {
+        for (size_t l = 0; l < SUM_LANES; l++)
+            lanes[l] += x[c + l];
+    }
+    for (; c < n; c++)
+        lanes[0] += x[c];
+    return finish_lanes(lanes);
+}
+
+
+static inline double sum_squared_deviations(const float *x, size_t n, float mean)
+{
+    double lanes[SUM_LANES] = {0};
+    size_t c = 0;
+    for (; c + SUM_LANES <= n; c += SUM_LANES) {
+        for (size_t l = 0; l < SUM_LANES; l++) {
+            double d = (double)(x[c + l] - mean);
+            lanes[l] += d * d;
+        }
+    }
+    for (; c < n; c++) {
+        double d = (double)(x[c] - mean);
+        lanes[0] += d * d;
+    }
+    return finish_lanes(lanes);
+}
+
+
+static inline float max_floats(const float *x, size_t n)
+{
+    float lanes[SUM_LANES];
+    for (size_t l = 0; l < SUM_LANES; l++)
+        lanes[l] = x[0];
+    size_t c = 0;
+    for (; c + SUM_LANES <= n; c += SUM_LANES) {
+        for (size_t l = 0; l < SUM_LANES; l++)
+            lanes[l] = x[c + l] > lanes[l] ? x[c + l] : lanes[l];
+    }
+    for (; c < n; c++)
+        lanes[0] = x[c] > lanes[0] ? x[c] : lanes[0];
+    float max = lanes[0];
+    for (size_t l = 1; l < SUM_LANES; l++)
+        max = lanes[l] > max ? lanes[l] : max;
+    return max;
+}
+
+
 AN_MULTIVERSION
 void an__layer_norm(float *x, const float *gamma, const float *beta, size_t rows, size_t cols,
                     float eps)
 {
     for (size_t r = 0; r < rows; r++) {
         float *row = x + r * cols;
-
-        double sum = 0;
-        for (size_t c = 0; c < cols; c++)
-            sum += row[c];
-        float mean = (float)(sum / (double)cols);
-
-        double squares = 0;
-        for (size_t c = 0; c < cols; c++) {
-            float d = row[c] - mean;
-            squares += (double)d * d;
-        }
+        float mean = (float)(sum_floats(row, cols) / (double)cols);
+        double squares = sum_squared_deviations(row, cols, mean);
         float inv_std = (float)(1.0 / sqrt(squares / (double)cols + eps));
-
         for (size_t c = 0; c < cols; c++)
             row[c] = (row[c] - mean) * inv_std * gamma[c] + beta[c];
     }
@@ -150,17 +209,10 @@ void an__softmax_rows(float *x, size_t rows, size_t cols)
 {
     for (size_t r = 0; r < rows; r++) {
         float *row = x + r * cols;
-
-        float max = row[0];
-        for (size_t c = 1; c < cols; c++)
-            max = row[c] > max ? row[c] : max;
-
+        float max = max_floats(row, cols);
         for (size_t c = 0; c < cols; c++)
             row[c] = exp_nonpositive(row[c] - max);
-        double sum = 0;
-        for (size_t c = 0; c < cols; c++)
-            sum += row[c];
-        float inv = (float)(1.0 / sum);
+        float inv = (float)(1.0 / sum_floats(row, cols));
         for (size_t c = 0; c < cols; c++)
             row[c] *= inv;
     }
