@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cblas.h>
 
@@ -53,9 +54,9 @@ static int workspace_reserve(an__bert_workspace_t *ws, size_t floats)
 #define SMALL_GEMM_TASK_COLUMNS 32
 
 /*
- * Rows per BLAS call, at least, when a large batch's dense layer is split
- * over the pool: each call packs the whole weight matrix again, so slices
- * stay large. Batches of fewer rows than this times the threads get one
+ * Rows or columns per BLAS call, at least, when a large batch's dense layer
+ * is split over the pool. Each call packs the whole of the side it does not
+ * split, so slices stay large: fewer than this many per thread gives one
  * slice per thread.
  */
 #define BLAS_TASK_MIN_ROWS 256
@@ -69,7 +70,8 @@ typedef struct {
     const float *weight, *bias;
     float *y;
     bool gelu;
-    size_t slice_rows;          /* rows per task of linear_rows_task */
+    bool by_columns;            /* linear_blas_task slices output columns, not rows */
+    size_t slice;               /* rows or columns per task of linear_blas_task */
 } linear_job_t;
 
 
@@ -90,34 +92,67 @@ static void linear_columns_task(void *ctx, size_t task, size_t worker)
 
 
 /*
- * One slice of rows of a large batch: the product on single-threaded BLAS,
- * then bias and GELU while the slice is still in cache.
+ * Sets y[r][0..cols) to bias for each row, so that BLAS can add the product
+ * onto it (beta 1) instead of clearing y first and adding the bias after.
  */
-static void linear_rows_task(void *ctx, size_t task, size_t worker)
+static void fill_bias(float *y, size_t ldy, const float *bias, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++)
+        memcpy(y + r * ldy, bias, cols * sizeof(float));
+}
+
+
+/* GELU over rows rows of cols values, ldy floats apart. */
+static void gelu_rows(float *y, size_t ldy, size_t rows, size_t cols)
+{
+    if (ldy == cols) {
+        an__gelu_erf(y, rows * cols);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++)
+        an__gelu_erf(y + r * ldy, cols);
+}
+
+
+/*
+ * One slice of a large batch's dense layer: a single-threaded BLAS product
+ * over a range of rows (the slice is a row range) or of output columns,
+ * then GELU while the slice is still in cache.
+ */
+static void linear_blas_task(void *ctx, size_t task, size_t worker)
 {
     const linear_job_t *job = ctx;
-    size_t first = task * job->slice_rows;
-    size_t rows = job->rows - first < job->slice_rows ? job->rows - first : job->slice_rows;
-    float *y = job->y + first * job->out;
+    size_t first_row = 0, rows = job->rows, first_col = 0, cols = job->out;
+    if (job->by_columns) {
+        first_col = task * job->slice;
+        cols = job->out - first_col < job->slice ? job->out - first_col : job->slice;
+    } else {
+        first_row = task * job->slice;
+        rows = job->rows - first_row < job->slice ? job->rows - first_row : job->slice;
+    }
+    float *y = job->y + first_row * job->out + first_col;
     (void)worker;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)job->out, (int)job->in,
-                1.0f, job->x + first * job->in, (int)job->in, job->weight, (int)job->in, 0.0f, y,
-                (int)job->out);
-    an__add_bias(y, job->bias, rows, job->out);
+    fill_bias(y, job->out, job->bias + first_col, rows, cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)job->in,
+                1.0f, job->x + first_row * job->in, (int)job->in,
+                job->weight + first_col * job->in, (int)job->in, 1.0f, y, (int)job->out);
     if (job->gelu)
-        an__gelu_erf(y, rows * job->out);
+        gelu_rows(y, job->out, rows, cols);
 }
 
 
 /*
  * y[rows][out] = x[rows][in] * weight[out][in]^T + bias, torch.nn.Linear,
  * followed by GELU when gelu is set. Small batches split the output columns
- * over the pool, large ones the rows, each slice a single-threaded BLAS call.
+ * over the pool on an__gemm_nt. Larger ones make one single-threaded BLAS
+ * call per slice, and each call packs its share of x and of the weights.
+ * Splitting the side with more rows packs less in total: the tokens when
+ * there are more tokens than outputs, else the output columns.
  */
 static void linear(an__thread_pool_t *pool, const float *x, size_t rows, size_t in,
                    const float *weight, const float *bias, size_t out, float *y, bool gelu)
 {
-    linear_job_t job = {x, rows, in, out, weight, bias, y, gelu, 0};
+    linear_job_t job = {x, rows, in, out, weight, bias, y, gelu, false, 0};
     if (rows < SMALL_GEMM_MAX_TOKENS) {
         size_t tasks = (out + SMALL_GEMM_TASK_COLUMNS - 1) / SMALL_GEMM_TASK_COLUMNS;
         an__thread_pool_run(pool, tasks, linear_columns_task, &job);
@@ -125,11 +160,17 @@ static void linear(an__thread_pool_t *pool, const float *x, size_t rows, size_t 
     }
 
     size_t threads = an__thread_pool_size(pool);
-    size_t per_thread = rows / (threads * BLAS_TASK_MIN_ROWS);
+    size_t span = rows;
+    if (rows < out) {
+        job.by_columns = true;
+        span = out;
+    }
+    size_t per_thread = span / (threads * BLAS_TASK_MIN_ROWS);
     size_t slices = threads * (per_thread > 0 ? per_thread : 1);
-    job.slice_rows = (rows + slices - 1) / slices;
-    an__thread_pool_run(pool, (rows + job.slice_rows - 1) / job.slice_rows, linear_rows_task,
-                        &job);
+    job.slice = (span + slices - 1) / slices;
+    if (job.by_columns)
+        job.slice = (job.slice + 15) & ~(size_t)15; /* whole vectors of the BLAS kernel */
+    an__thread_pool_run(pool, (span + job.slice - 1) / job.slice, linear_blas_task, &job);
 }
 
 
