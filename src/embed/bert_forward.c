@@ -17,6 +17,7 @@
 #include "embed/attention.h"
 #include "embed/bert_forward.h"
 #include "embed/gemm_small.h"
+#include "embed/gemm_tokens.h"
 #include "embed/kernels.h"
 
 void an__bert_workspace_free(an__bert_workspace_t *ws)
@@ -42,16 +43,14 @@ static int workspace_reserve(an__bert_workspace_t *ws, size_t floats)
 
 
 /*
- * Batches of fewer tokens than this run their dense layers on
- * an__gemm_nt, split over output columns, instead of BLAS split over rows.
- * Each BLAS call packs the whole weight matrix, and an__gemm_nt reads it in
- * place. On a 2-CPU AMD EPYC VM with a MiniLM-sized model, an__gemm_nt was
- * faster at 16 tokens and OpenBLAS from 32 tokens on (bench/embed).
+ * Batches of up to this many tokens run their dense layers on
+ * an__gemm_tokens, split over output columns, instead of BLAS. Each BLAS
+ * call packs the weights it uses, and an__gemm_tokens reads them in place.
  */
-#define SMALL_GEMM_MAX_TOKENS 24
+#define SMALL_GEMM_MAX_TOKENS AN_GEMM_TOKENS_MAX
 
-/* Output columns per task when an__gemm_nt is split over the pool. */
-#define SMALL_GEMM_TASK_COLUMNS 32
+/* Output columns per task when an__gemm_tokens is split over the pool: whole kernel blocks. */
+#define SMALL_GEMM_TASK_COLUMNS 48
 
 /*
  * Rows or columns per BLAS call, at least, when a large batch's dense layer
@@ -70,6 +69,7 @@ typedef struct {
     const float *weight, *bias;
     float *y;
     bool gelu;
+    const float *xt;            /* x transposed, for an__gemm_tokens */
     bool by_columns;            /* linear_blas_task slices output columns, not rows */
     size_t slice;               /* rows or columns per task of linear_blas_task */
 } linear_job_t;
@@ -82,8 +82,9 @@ static void linear_columns_task(void *ctx, size_t task, size_t worker)
     size_t cols = job->out - first < SMALL_GEMM_TASK_COLUMNS ? job->out - first
                                                              : SMALL_GEMM_TASK_COLUMNS;
     (void)worker;
-    an__gemm_nt(job->rows, cols, job->in, 1.0f, job->x, job->in, job->weight + first * job->in,
-                job->in, job->bias + first, job->y + first, job->out);
+    an__gemm_tokens(job->rows, cols, job->in, job->x, job->in, job->xt,
+                    job->weight + first * job->in, job->in, job->bias + first, job->y + first,
+                    job->out);
     if (job->gelu) {
         for (size_t r = 0; r < job->rows; r++)
             an__gelu_erf(job->y + r * job->out + first, cols);
@@ -144,16 +145,18 @@ static void linear_blas_task(void *ctx, size_t task, size_t worker)
 /*
  * y[rows][out] = x[rows][in] * weight[out][in]^T + bias, torch.nn.Linear,
  * followed by GELU when gelu is set. Small batches split the output columns
- * over the pool on an__gemm_nt. Larger ones make one single-threaded BLAS
+ * over the pool on an__gemm_tokens, which uses xt as scratch. Larger ones make one single-threaded BLAS
  * call per slice, and each call packs its share of x and of the weights.
  * Splitting the side with more rows packs less in total: the tokens when
  * there are more tokens than outputs, else the output columns.
  */
 static void linear(an__thread_pool_t *pool, const float *x, size_t rows, size_t in,
-                   const float *weight, const float *bias, size_t out, float *y, bool gelu)
+                   const float *weight, const float *bias, size_t out, float *y, bool gelu,
+                   float *xt)
 {
-    linear_job_t job = {x, rows, in, out, weight, bias, y, gelu, false, 0};
-    if (rows < SMALL_GEMM_MAX_TOKENS) {
+    linear_job_t job = {x, rows, in, out, weight, bias, y, gelu, xt, false, 0};
+    if (rows <= SMALL_GEMM_MAX_TOKENS) {
+        an__gemm_tokens_transpose(x, rows, in, in, xt);
         size_t tasks = (out + SMALL_GEMM_TASK_COLUMNS - 1) / SMALL_GEMM_TASK_COLUMNS;
         an__thread_pool_run(pool, tasks, linear_columns_task, &job);
         return;
@@ -271,11 +274,16 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
         longest = len > longest ? len : longest;
     }
 
-    /* hidden, spare (the next hidden), qkv, context, intermediate, attention scratch per thread */
+    /*
+     * hidden, spare (the next hidden), qkv, context, intermediate, attention
+     * scratch per thread, and the transposed activations of small batches
+     */
     size_t threads = an__thread_pool_size(ws->pool);
     size_t head_dim = h / cfg->num_attention_heads;
     size_t scratch_floats = an__attention_scratch_floats(longest, head_dim);
-    size_t need = tokens * (h + h + 3 * h + h + inter) + threads * scratch_floats;
+    size_t widest_in = inter > h ? inter : h;
+    size_t need = tokens * (h + h + 3 * h + h + inter) + threads * scratch_floats +
+                  widest_in * an__gemm_tokens_stride(SMALL_GEMM_MAX_TOKENS);
     if (workspace_reserve(ws, need) != 0)
         return AN_ENOMEM;
     float *hidden = ws->buffer;
@@ -284,6 +292,7 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
     float *context = qkv + tokens * 3 * h;
     float *intermediate = context + tokens * h;
     float *scratch = intermediate + tokens * inter;
+    float *xt = scratch + threads * scratch_floats;
     float eps = cfg->layer_norm_eps;
 
     /*
@@ -299,19 +308,19 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
         float *swap;
 
         linear(ws->pool, hidden, tokens, h, layer->qkv_weight, layer->qkv_bias, 3 * h, qkv,
-               false);
+               false, xt);
         attend_job_t attention = {cfg, qkv, offsets, scratch, scratch_floats, context};
         an__thread_pool_run(ws->pool, count * cfg->num_attention_heads, attend_task, &attention);
         linear(ws->pool, context, tokens, h, layer->attn_out_weight, layer->attn_out_bias, h,
-               spare, false);
+               spare, false, xt);
         residual_layer_norm(ws->pool, spare, hidden, layer->attn_norm_weight,
                             layer->attn_norm_bias, tokens, h, eps);
         swap = hidden, hidden = spare, spare = swap;
 
         linear(ws->pool, hidden, tokens, h, layer->inter_weight, layer->inter_bias, inter,
-               intermediate, true);
+               intermediate, true, xt);
         linear(ws->pool, intermediate, tokens, inter, layer->out_weight, layer->out_bias, h,
-               spare, false);
+               spare, false, xt);
         residual_layer_norm(ws->pool, spare, hidden, layer->out_norm_weight,
                             layer->out_norm_bias, tokens, h, eps);
         swap = hidden, hidden = spare, spare = swap;
