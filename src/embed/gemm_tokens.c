@@ -1,8 +1,8 @@
 /*
  * The small-batch product with the usual roles of a GEMM micro-kernel
  * swapped: the weights are broadcast one element at a time and the tokens
- * fill the vector lanes. With at most 24 tokens, one to three vectors of
- * tokens by twelve, six or four output features keep twelve accumulators in
+ * fill the vector lanes. With at most 32 tokens, one to four vectors of
+ * tokens by twelve, six, four or three output features keep twelve accumulators in
  * registers, and every weight is loaded once per call. Dot products along k,
  * as in an__gemm_nt, need horizontal sums and reload each weight row once
  * per block of four tokens.
@@ -37,17 +37,19 @@ void an__gemm_tokens_transpose(const float *x, size_t m, size_t k, size_t ldx, f
 
 #ifdef AN_TOKENS_AVX2
 
-/* Output features per block for one, two and three vectors of tokens. */
-static const size_t features_per_block[4] = {0, 12, 6, 4};
+/* Output features per block for one to four vectors of tokens. */
+static const size_t features_per_block[5] = {0, 12, 6, 4, 3};
 
 /* Writes one feature's sums for m tokens into column 0 of c, plus its bias. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-store_feature(size_t m, __m256 s0, __m256 s1, __m256 s2, float bias, float *c, size_t ldc)
+store_feature(size_t m, __m256 s0, __m256 s1, __m256 s2, __m256 s3, float bias, float *c,
+              size_t ldc)
 {
     float lanes[AN_GEMM_TOKENS_MAX];
     _mm256_storeu_ps(lanes, s0);
     _mm256_storeu_ps(lanes + 8, s1);
     _mm256_storeu_ps(lanes + 16, s2);
+    _mm256_storeu_ps(lanes + 24, s3);
     /* m is at most AN_GEMM_TOKENS_MAX. The explicit bound keeps GCC from warning about lanes. */
     size_t count = m < AN_GEMM_TOKENS_MAX ? m : AN_GEMM_TOKENS_MAX;
     for (size_t i = 0; i < count; i++)
@@ -59,7 +61,8 @@ store_feature(size_t m, __m256 s0, __m256 s1, __m256 s2, float bias, float *c, s
  * The accumulators are named variables, not an array: GCC 12 kept an array
  * of them on the stack and stored all of them on every step of k.
  */
-#define DECLARE_FEATURE(f) __m256 acc##f##_0 = zero, acc##f##_1 = zero, acc##f##_2 = zero;
+#define DECLARE_FEATURE(f)                                                                 \
+    __m256 acc##f##_0 = zero, acc##f##_1 = zero, acc##f##_2 = zero, acc##f##_3 = zero;
 
 #define STEP_FEATURE(f)                                                                    \
     if ((f) < feats) {                                                                     \
@@ -69,11 +72,13 @@ store_feature(size_t m, __m256 s0, __m256 s1, __m256 s2, float bias, float *c, s
             acc##f##_1 = _mm256_fmadd_ps(weight, x1, acc##f##_1);                          \
         if (vecs > 2)                                                                      \
             acc##f##_2 = _mm256_fmadd_ps(weight, x2, acc##f##_2);                          \
+        if (vecs > 3)                                                                      \
+            acc##f##_3 = _mm256_fmadd_ps(weight, x3, acc##f##_3);                          \
     }
 
 #define STORE_FEATURE(f)                                                                   \
     if ((f) < feats)                                                                       \
-        store_feature(m, acc##f##_0, acc##f##_1, acc##f##_2, bias[f], c + (f), ldc);
+        store_feature(m, acc##f##_0, acc##f##_1, acc##f##_2, acc##f##_3, bias[f], c + (f), ldc);
 
 #define FOR_EACH_FEATURE(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
@@ -89,6 +94,7 @@ tokens_block(int vecs, int feats, size_t m, size_t k, const float *xt, size_t st
         __m256 x0 = _mm256_loadu_ps(row);
         __m256 x1 = vecs > 1 ? _mm256_loadu_ps(row + 8) : zero;
         __m256 x2 = vecs > 2 ? _mm256_loadu_ps(row + 16) : zero;
+        __m256 x3 = vecs > 3 ? _mm256_loadu_ps(row + 24) : zero;
         FOR_EACH_FEATURE(STEP_FEATURE)
     }
     FOR_EACH_FEATURE(STORE_FEATURE)
@@ -109,8 +115,10 @@ gemm_tokens_avx2(size_t m, size_t n, size_t k, const float *xt, const float *w, 
             tokens_block(1, 12, m, k, xt, stride, wj, ldw, bias + j, c + j, ldc);
         else if (vecs == 2)
             tokens_block(2, 6, m, k, xt, stride, wj, ldw, bias + j, c + j, ldc);
-        else
+        else if (vecs == 3)
             tokens_block(3, 4, m, k, xt, stride, wj, ldw, bias + j, c + j, ldc);
+        else
+            tokens_block(4, 3, m, k, xt, stride, wj, ldw, bias + j, c + j, ldc);
     }
     *done = j;
 }

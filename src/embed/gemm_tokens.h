@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#define AN_GEMM_TOKENS_MAX 24
+#define AN_GEMM_TOKENS_MAX 32
 
 /* Row stride of the transposed activations for m tokens: m rounded up to 8. */
 size_t an__gemm_tokens_stride(size_t m);
