@@ -125,29 +125,41 @@ AVX2_FUNC void score_block(int rows, size_t head_dim, float scale, const float *
 }
 
 
+/*
+ * The accumulators of weigh_values are named variables: GCC 12 kept an
+ * array of them on the stack and stored each one on every step of j.
+ */
+#define DECLARE_ROW(r) __m256 acc##r##_0 = zero, acc##r##_1 = zero;
+
+#define STEP_ROW(r)                                                                        \
+    if ((r) < rows) {                                                                      \
+        __m256 w = _mm256_broadcast_ss(p + (size_t)(r) * ldp + j);                        \
+        acc##r##_0 = _mm256_fmadd_ps(w, x0, acc##r##_0);                                   \
+        if (vecs > 1)                                                                      \
+            acc##r##_1 = _mm256_fmadd_ps(w, x1, acc##r##_1);                               \
+    }
+
+#define STORE_ROW(r)                                                                       \
+    if ((r) < rows) {                                                                      \
+        _mm256_storeu_ps(out + (size_t)(r) * ldo, acc##r##_0);                            \
+        if (vecs > 1)                                                                      \
+            _mm256_storeu_ps(out + (size_t)(r) * ldo + 8, acc##r##_1);                    \
+    }
+
+#define FOR_EACH_ROW(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
 /* out[r][0..8 vecs) = sum over j < len of p[r][j] * v[j][0..8 vecs), for r < rows. */
 AVX2_INLINE void weigh_values(int rows, int vecs, size_t len, const float *p, size_t ldp,
                               const float *v, size_t ld, float *out, size_t ldo)
 {
-    __m256 acc[QUERY_BLOCK][2];
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < vecs; c++)
-            acc[r][c] = _mm256_setzero_ps();
-    }
+    const __m256 zero = _mm256_setzero_ps();
+    FOR_EACH_ROW(DECLARE_ROW)
     for (size_t j = 0; j < len; j++) {
-        __m256 x[2];
-        for (int c = 0; c < vecs; c++)
-            x[c] = _mm256_loadu_ps(v + j * ld + 8 * c);
-        for (int r = 0; r < rows; r++) {
-            __m256 w = _mm256_broadcast_ss(p + r * ldp + j);
-            for (int c = 0; c < vecs; c++)
-                acc[r][c] = _mm256_fmadd_ps(w, x[c], acc[r][c]);
-        }
+        __m256 x0 = _mm256_loadu_ps(v + j * ld);
+        __m256 x1 = vecs > 1 ? _mm256_loadu_ps(v + j * ld + 8) : zero;
+        FOR_EACH_ROW(STEP_ROW)
     }
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < vecs; c++)
-            _mm256_storeu_ps(out + r * ldo + 8 * c, acc[r][c]);
-    }
+    FOR_EACH_ROW(STORE_ROW)
 }
 
 
