@@ -1,14 +1,16 @@
 /*
- * Plugin sandbox, policy side: security levels and their default limits,
- * policies and plugin manifests loaded from YAML, and the default-deny
- * decision whether a manifest may run under a policy. Isolated execution
- * (namespaces, seccomp, cgroups) is not part of this header yet.
+ * Plugin sandbox: security levels and their default limits, policies and
+ * plugin manifests loaded from YAML, the default-deny decision whether a
+ * manifest may run under a policy, and the isolated run of a command
+ * (namespaces, a new root, seccomp, rlimits and cgroups) with its report.
  */
 #ifndef AGENTNET_SANDBOX_H
 #define AGENTNET_SANDBOX_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "agentnet/common.h"
 
 /* Security levels, ordered from loosest to tightest, so a larger value is tighter. */
 typedef enum {
@@ -176,5 +178,149 @@ int an_sandbox_can_load(const an_sandbox_policy_t *policy, const an_sandbox_mani
  * or AN_ENOTFOUND / AN_EIO with the path and the cause in err.
  */
 int an_sandbox_sha256_file(const char *path, char hex[65], char *err, size_t err_len);
+
+/*
+ * Isolated execution.
+ *
+ * Inside the sandbox the command runs as uid and gid AN_SANDBOX_INNER_ID in
+ * new user, pid, network, mount, ipc, uts and cgroup namespaces. Its root
+ * is a read-only tmpfs holding read-only binds of the level's system
+ * directories and the policy's paths, a fresh /proc, a minimal /dev and a
+ * private tmpfs workdir at AN_SANDBOX_WORKDIR. The workdir is the current
+ * directory and HOME, TMPDIR is its tmp subdirectory and /tmp links there,
+ * PATH is AN_SANDBOX_PATH, and the environment holds nothing else but the
+ * variables the policy's env list names. The workdir's tmpfs is as large
+ * as max_memory_mb and disappears with the run's mount namespace.
+ *
+ * The unrestricted level runs the command on the host instead, in a fresh
+ * directory under $TMPDIR (or /tmp) that is removed afterwards, with the
+ * same environment rules and only the limits the policy sets.
+ */
+#define AN_SANDBOX_WORKDIR "/work"
+#define AN_SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
+#define AN_SANDBOX_INNER_ID 1000
+
+typedef struct {
+    const an_sandbox_policy_t *policy; /* effective restrictions; required, borrowed */
+    const char *const *argv;           /* NULL-terminated command; argv[0] is looked up in PATH */
+    const char *workdir_from;          /* host directory copied into the workdir, or NULL */
+    int capture;      /* 1: stdout and stderr go into the report; 0: pass through */
+    int stdin_fd;     /* the command's stdin; -1 (default): /dev/null */
+    int stdout_fd;    /* pass-through targets, default 1 and 2; unused when capturing */
+    int stderr_fd;
+    int cancel_fd;    /* becomes readable: stop the run ("cancelled"); -1 (default): none */
+    const char *plugin_name;    /* named in the report and audit events, or NULL */
+    const char *plugin_version;
+    /*
+     * When both are set, the file verify_file (relative to the workdir) must
+     * have this SHA-256 after workdir_from was copied, or the run is refused:
+     * the copy, not the host file checked earlier, is what runs.
+     */
+    const char *verify_file;
+    const char *verify_sha256;
+} an_sandbox_run_options_t;
+
+an_sandbox_run_options_t an_sandbox_run_options_default(void);
+
+/* The limits a report lists, in the order of the JSON report's "limits". */
+typedef enum {
+    AN_SANDBOX_LIMIT_MEMORY = 0, /* max_memory_mb */
+    AN_SANDBOX_LIMIT_CPU_TIME,   /* max_cpu_time_seconds */
+    AN_SANDBOX_LIMIT_WALL_TIME,  /* max_wall_time_seconds */
+    AN_SANDBOX_LIMIT_PROCESSES,  /* max_processes */
+    AN_SANDBOX_LIMIT_OUTPUT,     /* max_output_bytes */
+    AN_SANDBOX_LIMIT_FILE_SIZE,  /* max_file_size_mb */
+    AN_SANDBOX_LIMIT_OPEN_FILES, /* max_open_files */
+    AN_SANDBOX_LIMIT_COUNT,
+} an_sandbox_limit_t;
+
+/* One limit of a run: its value (0 = none) and what enforced it ("" = nothing). */
+typedef struct {
+    uint64_t value;
+    char mechanism[128];
+} an_sandbox_limit_use_t;
+
+#define AN_SANDBOX_MAX_VIOLATIONS 64
+#define AN_SANDBOX_MAX_NOTES 6
+
+/*
+ * Something the command tried that the sandbox refused or stopped. kind is
+ * "syscall" (a denied system call), "processes" (a fork refused at the
+ * process limit) or "memory" (a process ended by the out-of-memory killer).
+ */
+typedef struct {
+    char kind[16];
+    char detail[160];
+} an_sandbox_violation_t;
+
+/*
+ * The outcome of one run; every field of the JSON report. Text buffers are
+ * owned by the report and freed by an_sandbox_report_free.
+ */
+typedef struct {
+    char run_id[33];           /* 32 hex digits, also in audit events */
+    an_sandbox_level_t level;
+    an_sandbox_network_t network;
+    char plugin_name[AN_SANDBOX_MAX_NAME];    /* "" when the run is not a plugin's */
+    char plugin_version[AN_SANDBOX_MAX_NAME];
+    int exited;       /* 1: the command exited with exit_code; 0: a signal ended it */
+    int exit_code;
+    int signal;       /* the signal that ended the command, 0 when it exited */
+    const char *killed_reason; /* "timeout", "memory", "cpu", "output", "processes",
+                                  "cancelled", or NULL; static */
+    uint64_t wall_ms;     /* from the sandbox's start to the end of its last process */
+    uint64_t cpu_ms;      /* user + system time of the sandboxed processes */
+    uint64_t peak_rss_kb; /* peak memory of the sandboxed processes */
+    char cpu_source[64];    /* what measured cpu_ms: a cgroup file or "wait4 rusage" */
+    char memory_source[64]; /* what measured peak_rss_kb */
+    int captured;           /* 1: the output below was captured; 0: it was passed through */
+    an_buf_t stdout_data;   /* captured output, at most max_output_bytes per stream */
+    an_buf_t stderr_data;
+    int stdout_truncated;   /* the stream went past max_output_bytes */
+    int stderr_truncated;
+    size_t violation_count;       /* entries in violations */
+    uint64_t violations_total;    /* all violations, also those past the list's capacity */
+    an_sandbox_violation_t violations[AN_SANDBOX_MAX_VIOLATIONS];
+    an_sandbox_limit_use_t limits[AN_SANDBOX_LIMIT_COUNT];
+    uint32_t host_uid;      /* host uid and gid the sandboxed processes run as */
+    uint32_t host_gid;
+    char workdir[AN_SANDBOX_MAX_PATH_LEN]; /* the command's directory, as it saw it */
+    int workdir_removed;    /* 1 once nothing of the workdir is left on the host */
+    size_t note_count;      /* fallbacks taken, such as rlimits for a missing cgroup */
+    char notes[AN_SANDBOX_MAX_NOTES][256];
+    int exec_errno;         /* set when the command could not be started (ENOENT, EACCES) */
+} an_sandbox_report_t;
+
+/*
+ * Runs options->argv isolated by options->policy and fills *report, which
+ * the caller frees with an_sandbox_report_free (also after a failure).
+ * Blocks until the command and every process it started have ended.
+ *
+ * Returns 0 when the command ran, whatever its exit status. Otherwise:
+ * AN_EINVAL for invalid options, or a level whose isolation this host
+ * cannot provide (no user namespaces, no seccomp; err names the kernel
+ * feature); AN_ENOTFOUND when argv[0] is not found (report->exec_errno is
+ * ENOENT) or a path to bind is missing; AN_EIO when setting up the sandbox
+ * failed or the command could not be executed. err says what failed and
+ * what to do.
+ *
+ * In pass-through mode the caller should ignore SIGPIPE, so that a closed
+ * stdout ends the copy instead of the caller.
+ */
+int an_sandbox_run(const an_sandbox_run_options_t *options, an_sandbox_report_t *report,
+                   char *err, size_t err_len);
+
+void an_sandbox_report_free(an_sandbox_report_t *report);
+
+/*
+ * Formats the report as one JSON object without a newline: exit_code
+ * (null when a signal ended the command), signal, killed_reason, wall_ms,
+ * cpu_ms, peak_rss_kb, stdout and stderr (invalid UTF-8 bytes become
+ * U+FFFD), stdout_truncated, stderr_truncated, violations, level, limits
+ * (each key of the policy with value and mechanism) and the other fields of
+ * an_sandbox_report_t. Returns a string the caller frees with free(), or
+ * NULL when out of memory.
+ */
+char *an_sandbox_report_json(const an_sandbox_report_t *report);
 
 #endif

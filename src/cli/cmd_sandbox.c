@@ -1,7 +1,7 @@
 /*
  * agentnet sandbox levels|check|run: prints the security levels, decides
- * whether a plugin manifest may load under a policy, and (not built yet)
- * runs a command isolated.
+ * whether a plugin manifest may load under a policy, and hands run to
+ * cmd_sandbox_run.c.
  */
 #include <inttypes.h>
 #include <libgen.h>
@@ -283,7 +283,8 @@ static void print_usage(FILE *out)
 {
     fprintf(out, "Usage: agentnet sandbox levels [--json]\n"
                  "       agentnet sandbox check --policy FILE [--json] MANIFEST\n"
-                 "       agentnet sandbox run ... -- COMMAND [ARG...]   (not implemented yet)\n\n"
+                 "       agentnet sandbox run [OPTIONS] -- COMMAND [ARG...]\n"
+                 "       agentnet sandbox run [OPTIONS] --plugin MANIFEST\n\n"
                  "COMMAND --help shows a command's options.\n");
 }
 
@@ -303,12 +304,8 @@ int cli_sandbox(int argc, char **argv)
         return run_levels(argc - 1, argv + 1);
     if (strcmp(action, "check") == 0)
         return run_check(argc - 1, argv + 1);
-    if (strcmp(action, "run") == 0) {
-        /* TODO: isolated execution (namespaces, seccomp, rlimits, cgroups) is not built yet. */
-        fprintf(stderr, "agentnet sandbox run: not implemented yet; isolated execution is not "
-                "built in this version. Use agentnet sandbox check to vet a manifest\n");
-        return 2;
-    }
+    if (strcmp(action, "run") == 0)
+        return cli_sandbox_run(argc - 1, argv + 1);
     fprintf(stderr, "agentnet sandbox: unknown action \"%s\"; use levels, check or run\n", action);
     return 2;
 }

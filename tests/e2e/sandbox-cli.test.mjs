@@ -122,10 +122,3 @@ test('check exits 2 on usage and file errors', () => {
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /unknown action "inspect"/);
 });
-
-test('run is not implemented yet and exits 2', () => {
-  const result = runAgentnet(['sandbox', 'run', '--', '/bin/true']);
-  assert.equal(result.status, 2);
-  assert.match(result.stderr, /not implemented yet/);
-  assert.equal(result.stdout, '');
-});
