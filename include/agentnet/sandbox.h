@@ -287,7 +287,7 @@ typedef struct {
     char workdir[AN_SANDBOX_MAX_PATH_LEN]; /* the command's directory, as it saw it */
     int workdir_removed;    /* 1 once nothing of the workdir is left on the host */
     size_t note_count;      /* fallbacks taken, such as rlimits for a missing cgroup */
-    char notes[AN_SANDBOX_MAX_NOTES][256];
+    char notes[AN_SANDBOX_MAX_NOTES][512];
     int exec_errno;         /* set when the command could not be started (ENOENT, EACCES) */
 } an_sandbox_report_t;
 

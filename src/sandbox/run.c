@@ -249,10 +249,18 @@ static int open_cgroup(an__sbx_run_t *run)
         return rc;
     }
     an__sbx_cgroup_mechanisms(run->cgroup, &run->mechanisms);
-    if (note[0]) {
-        char text[600];
-        snprintf(text, sizeof(text), "cgroup: %s; limits without a cgroup controller fall back "
-                 "to rlimits", note);
+
+    const an__sbx_cgroup_mechanisms_t *m = &run->mechanisms;
+    const char *fallbacks[3][2] = {
+        {m->memory ? NULL : m->memory_note, "memory: RLIMIT_AS per process, peak from wait4"},
+        {m->pids ? NULL : m->pids_note, "processes: RLIMIT_NPROC only"},
+        {m->cpu ? NULL : m->cpu_note, "CPU time: RLIMIT_CPU per process, usage from wait4"},
+    };
+    for (int i = 0; i < 3; i++) {
+        if (!fallbacks[i][0])
+            continue;
+        char text[sizeof(run->report->notes[0])];
+        snprintf(text, sizeof(text), "%s, because %s", fallbacks[i][1], fallbacks[i][0]);
         an__sbx_add_note(run->report, text);
     }
     return 0;
@@ -621,7 +629,8 @@ static int start(an__sbx_run_t *run)
         rc = an__sbx_write_id_maps(run->child, run->host_uid, run->host_gid, run->privileged,
                                    run->err, run->err_len);
     if (rc == 0 && an__sbx_cgroup_attach(run->cgroup, run->child) != 0) {
-        snprintf(run->err, run->err_len, "cannot move the sandbox into its cgroup");
+        snprintf(run->err, run->err_len, "cannot move the sandbox into its cgroup: %s",
+                 an__sbx_cgroup_error(run->cgroup));
         rc = AN_EIO;
     }
     if (rc == 0 && send_control(run, AN__SBX_MSG_GO) != 0) {
@@ -682,9 +691,11 @@ static void set_usage(an__sbx_run_t *run, const an__sbx_cgroup_stats_t *stats)
         snprintf(report->cpu_source, sizeof(report->cpu_source), "wait4 rusage");
     }
     if (stats->has_memory && stats->peak_memory_bytes) {
+        /* The group's peak charge: its processes, their tmpfs files and page cache. */
+        int v1 = run->mechanisms.memory && strstr(run->mechanisms.memory, "v1");
         report->peak_rss_kb = stats->peak_memory_bytes / 1024;
         snprintf(report->memory_source, sizeof(report->memory_source), "%s",
-                 run->mechanisms.memory ? run->mechanisms.memory : "cgroup");
+                 v1 ? "cgroup v1 memory.max_usage_in_bytes" : "cgroup v2 memory.peak");
     } else {
         report->peak_rss_kb = rss_kb > 0 ? (uint64_t)rss_kb : 0;
         snprintf(report->memory_source, sizeof(report->memory_source), "wait4 ru_maxrss");
