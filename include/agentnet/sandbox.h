@@ -1,8 +1,8 @@
 /*
  * Plugin sandbox: security levels and their default limits, policies and
- * plugin manifests loaded from YAML, the default-deny decision whether a
- * manifest may run under a policy, and the isolated run of a command
- * (namespaces, a new root, seccomp, rlimits and cgroups) with its report.
+ * plugin manifests loaded from YAML, and the default-deny decision whether
+ * a manifest may run under a policy. It also runs a command isolated
+ * (namespaces, a new root, seccomp, rlimits and cgroups) and reports the run.
  */
 #ifndef AGENTNET_SANDBOX_H
 #define AGENTNET_SANDBOX_H
@@ -184,13 +184,13 @@ int an_sandbox_sha256_file(const char *path, char hex[65], char *err, size_t err
  *
  * Inside the sandbox the command runs as uid and gid AN_SANDBOX_INNER_ID in
  * new user, pid, network, mount, ipc, uts and cgroup namespaces. Its root
- * is a read-only tmpfs holding read-only binds of the level's system
+ * is a read-only tmpfs with read-only binds of the level's system
  * directories and the policy's paths, a fresh /proc, a minimal /dev and a
  * private tmpfs workdir at AN_SANDBOX_WORKDIR. The workdir is the current
- * directory and HOME, TMPDIR is its tmp subdirectory and /tmp links there,
- * PATH is AN_SANDBOX_PATH, and the environment holds nothing else but the
- * variables the policy's env list names. The workdir's tmpfs is as large
- * as max_memory_mb and disappears with the run's mount namespace.
+ * directory and HOME, and TMPDIR is its tmp subdirectory, where /tmp links.
+ * PATH is AN_SANDBOX_PATH, and the environment has no other variables but
+ * those the policy's env list names. The workdir's tmpfs is as large as
+ * max_memory_mb and disappears with the run's mount namespace.
  *
  * The unrestricted level runs the command on the host instead, in a fresh
  * directory under $TMPDIR (or /tmp) that is removed afterwards, with the
@@ -301,8 +301,8 @@ typedef struct {
  * cannot provide (no user namespaces, no seccomp; err names the kernel
  * feature); AN_ENOTFOUND when argv[0] is not found (report->exec_errno is
  * ENOENT) or a path to bind is missing; AN_EIO when setting up the sandbox
- * failed or the command could not be executed. err says what failed and
- * what to do.
+ * failed or the command could not be executed. The message in err names
+ * what failed and what to do.
  *
  * In pass-through mode the caller should ignore SIGPIPE, so that a closed
  * stdout ends the copy instead of the caller.
@@ -313,11 +313,11 @@ int an_sandbox_run(const an_sandbox_run_options_t *options, an_sandbox_report_t 
 void an_sandbox_report_free(an_sandbox_report_t *report);
 
 /*
- * Formats the report as one JSON object without a newline: exit_code
- * (null when a signal ended the command), signal, killed_reason, wall_ms,
- * cpu_ms, peak_rss_kb, stdout and stderr (invalid UTF-8 bytes become
- * U+FFFD), stdout_truncated, stderr_truncated, violations, level, limits
- * (each key of the policy with value and mechanism) and the other fields of
+ * Formats the report as one JSON object without a newline. Its fields are
+ * exit_code (null when a signal ended the command), signal, killed_reason,
+ * wall_ms, cpu_ms, peak_rss_kb, stdout and stderr (invalid UTF-8 bytes
+ * become U+FFFD), stdout_truncated, stderr_truncated, violations, level,
+ * limits (each policy key with value and mechanism) and the other fields of
  * an_sandbox_report_t. Returns a string the caller frees with free(), or
  * NULL when out of memory.
  */

@@ -1,7 +1,7 @@
 /*
  * agentnet sandbox run: resolves the restrictions (a policy file or a
- * level's defaults, then the flags, then a plugin manifest's narrowing),
- * runs the command isolated, and prints the JSON report or passes the
+ * level's defaults, then the flags, then a plugin manifest's narrowing)
+ * and runs the command isolated. It prints the JSON report, or passes the
  * output through and exits with the command's status.
  */
 #include <errno.h>
@@ -261,7 +261,7 @@ static int open_events(const char *data_dir, an_event_sink_t **sink)
 }
 
 
-/* Pass-through mode: says on stderr why the run was stopped and what was denied. */
+/* Pass-through mode: prints on stderr why the run was stopped and what was denied. */
 static void print_summary(const an_sandbox_report_t *r)
 {
     for (size_t i = 0; i < r->violation_count; i++)
@@ -330,7 +330,11 @@ static int run_command(const run_settings_t *s, const char *const *argv, const c
     int rc = an_sandbox_run(&o, &report, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "agentnet sandbox run: %s\n", err);
-        int status = report.exec_errno == ENOENT ? 127 : report.exec_errno ? 126 : 2;
+        int status = 2;
+        if (report.exec_errno == ENOENT)
+            status = 127;
+        else if (report.exec_errno)
+            status = 126;
         an_sandbox_report_free(&report);
         return status;
     }

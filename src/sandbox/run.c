@@ -160,9 +160,9 @@ static void add_rlimit(an__sbx_plan_t *plan, int resource, uint64_t soft, uint64
 
 /*
  * The command's rlimits and the report's limit table. Memory falls back to
- * RLIMIT_AS when no cgroup memory controller is usable: that bounds each
+ * RLIMIT_AS when no cgroup memory controller is usable. That bounds each
  * process's address space, not the tree, and a program that reaches it
- * sees failed allocations instead of being killed. The init counts as one
+ * gets failed allocations instead of being killed. The init counts as one
  * process, so RLIMIT_NPROC and pids.max are one above max_processes.
  */
 static void plan_limits(an__sbx_run_t *run)
@@ -241,7 +241,9 @@ static int open_cgroup(an__sbx_run_t *run)
 {
     const an_sandbox_policy_t *p = run->policy;
     char note[512] = "";
-    uint64_t pids = p->max_processes ? p->max_processes + (run->plan.isolate ? 1 : 0) : 0;
+    uint64_t pids = 0;
+    if (p->max_processes)
+        pids = p->max_processes + (run->plan.isolate ? 1 : 0);
     int rc = an__sbx_cgroup_open(run->report->run_id, p->max_memory_mb * 1024 * 1024, pids,
                                  &run->cgroup, note, sizeof(note));
     if (rc != 0) {
@@ -697,6 +699,11 @@ static void set_usage(an__sbx_run_t *run, const an__sbx_cgroup_stats_t *stats)
         snprintf(report->memory_source, sizeof(report->memory_source), "%s",
                  v1 ? "cgroup v1 memory.max_usage_in_bytes" : "cgroup v2 memory.peak");
     } else {
+        /*
+         * NOTE: ru_maxrss also counts a process's pages before its execve,
+         * and the sandbox's processes start as copies of the supervisor, so
+         * without a cgroup this peak is at least the supervisor's resident size.
+         */
         report->peak_rss_kb = rss_kb > 0 ? (uint64_t)rss_kb : 0;
         snprintf(report->memory_source, sizeof(report->memory_source), "wait4 ru_maxrss");
     }
@@ -827,7 +834,11 @@ int an_sandbox_run(const an_sandbox_run_options_t *options, an_sandbox_report_t 
         finish(&run);
     cleanup(&run);
 
-    const char *outcome = rc != 0 ? "error" : report->killed_reason ? "denied" : "ok";
+    const char *outcome = "ok";
+    if (rc != 0)
+        outcome = "error";
+    else if (report->killed_reason)
+        outcome = "denied";
     an__sbx_emit_events(report, options->argv[0], outcome, rc != 0 ? err : NULL);
     return rc;
 }

@@ -1,8 +1,8 @@
 /*
- * The sandbox's side of a run: the first process after the clone sets up
- * its identity, network and root, drops its privileges, and then serves as
- * init of the new pid namespace while a forked child hardens itself and
- * executes the command. For the unrestricted level the first process
+ * The sandbox's side of a run. The first process after the clone sets up
+ * its identity, network and root and drops its privileges. It then serves
+ * as init of the new pid namespace, while a forked child hardens itself
+ * and executes the command. At the unrestricted level the first process
  * executes the command itself.
  *
  * Everything here runs after a clone of a possibly multi-threaded
@@ -323,7 +323,7 @@ static int exec_command(const an__sbx_plan_t *plan)
  * The command's last steps: rlimits, the seccomp filter, and execve. The
  * filter comes last because it may deny the calls before it. With user
  * notification the listener goes to the supervisor before the execve, so
- * the supervisor is answering before the command can make a denied call.
+ * the supervisor already polls it when the command makes a denied call.
  */
 __attribute__((noreturn)) static void run_command(const an__sbx_plan_t *plan)
 {
@@ -422,7 +422,7 @@ __attribute__((noreturn)) static void run_init(const an__sbx_plan_t *plan)
         _exit(1);
     }
 
-    /* Only the command holds the stdio pipes and the control socket now. */
+    /* From here only the command has the stdio pipes and the control socket open. */
     close(0);
     close(1);
     close(2);

@@ -52,7 +52,7 @@ static void become_self(const copy_ctx_t *ctx)
 }
 
 
-static int copy_failed(const copy_ctx_t *ctx, const char *what, const char *path, int error)
+static int copy_failed(const copy_ctx_t *ctx, const char *action, const char *path, int error)
 {
     if (error == ENOSPC)
         snprintf(ctx->err, ctx->err_len, "the workdir is full while copying \"%s\"; "
@@ -60,7 +60,7 @@ static int copy_failed(const copy_ctx_t *ctx, const char *what, const char *path
                  path);
     else
         snprintf(ctx->err, ctx->err_len, "cannot %s \"%s\" while copying it into the "
-                 "workdir (%s)", what, path, strerror(error));
+                 "workdir (%s)", action, path, strerror(error));
     return error == ENOENT ? AN_ENOTFOUND : AN_EIO;
 }
 

@@ -21,9 +21,9 @@
 #include "sandbox/seccomp_filter.h"
 
 /*
- * Where the child assembles the new root inside its own mount namespace,
- * before pivot_root. Mounting a tmpfs over it there hides nothing on the
- * host, because the namespace's mounts are made private first.
+ * The directory the child assembles the new root in, inside its own mount
+ * namespace, before pivot_root. Mounting a tmpfs over it there hides
+ * nothing on the host, because the namespace's mounts are made private first.
  */
 #define AN__SBX_ASSEMBLY_DIR "/tmp"
 
@@ -73,7 +73,7 @@ typedef struct {
     int loopback;           /* bring lo up in the network namespace */
     char *const *argv;      /* NULL-terminated */
     char *const *envp;      /* NULL-terminated; PATH is the first entry */
-    const char *workdir;    /* the command's cwd, as the child sees it */
+    const char *workdir;    /* the command's cwd, a path in the child's root */
     int copy_workdir;       /* send the workdir's fd to the supervisor and wait */
 
     size_t mount_count;
@@ -152,9 +152,9 @@ int an__sbx_plan_mounts(an__sbx_plan_t *plan, const an_sandbox_policy_t *policy,
 
 /*
  * run_mounts.c, child side: builds the new root in AN__SBX_ASSEMBLY_DIR,
- * sends the workdir to the supervisor when the plan asks, and pivots into
- * it. Returns 0, or -1 with an error message already sent on the control
- * socket.
+ * sends the workdir to the supervisor when plan->copy_workdir is set, and
+ * pivots into it. Returns 0, or -1 with an error message already sent on
+ * the control socket.
  */
 int an__sbx_build_root(const an__sbx_plan_t *plan);
 
@@ -169,10 +169,10 @@ int an__sbx_wait_copied(void);
 
 /*
  * run_userns.c: picks the host id the sandbox runs as when the supervisor
- * is root: the smallest id from AN__SBX_HOST_ID_BASE up that no line of
- * passwd or group names and no range of subuid or subgid covers (the texts
- * of those files; NULL when a file is missing). Returns 0, or AN_EFULL when
- * no id below AN__SBX_HOST_ID_LIMIT is free.
+ * is root. That is the smallest id from AN__SBX_HOST_ID_BASE up that no
+ * line of passwd or group names and no range of subuid or subgid covers.
+ * The arguments are the texts of those files, NULL for a missing file.
+ * Returns 0, or AN_EFULL when no id below AN__SBX_HOST_ID_LIMIT is free.
  */
 #define AN__SBX_HOST_ID_BASE 100000u
 #define AN__SBX_HOST_ID_LIMIT 2000000000u

@@ -1,10 +1,10 @@
 /*
  * The supervisor's watch over a running sandbox: one poll loop over the
  * output pipes, the seccomp listener, the child's pidfd and the caller's
- * cancel descriptor, with timeouts computed from the run's deadlines (wall
- * time, the SIGKILL that follows a SIGTERM, the next cgroup counter read).
- * It enforces the output cap, answers denied system calls, and stops the
- * tree when a limit is reached.
+ * cancel descriptor. Its timeouts come from the run's deadlines: the wall
+ * time, the SIGKILL that follows a SIGTERM, and the next cgroup counter
+ * read. It enforces the output cap, answers denied system calls, and stops
+ * the tree when a limit is reached.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -99,9 +99,9 @@ static int write_all(int fd, const char *data, size_t len)
 
 /*
  * Reads what stream i (0 stdout, 1 stderr) has. Up to max_output_bytes in
- * all are kept (captured or passed on); the first byte past it marks the
- * stream truncated and stops the tree, and later bytes are read and
- * dropped so the writers never block on a full pipe.
+ * all are kept, captured or passed on. The first byte past the cap marks
+ * the stream truncated and stops the tree. Later bytes are read and
+ * dropped, so the writers never block on a full pipe.
  */
 static void read_stream(an__sbx_run_t *run, int i)
 {

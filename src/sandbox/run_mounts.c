@@ -3,12 +3,12 @@
  * (an__sbx_plan_mounts), and the sandbox's first process builds it in its
  * own mount namespace and pivots into it (an__sbx_build_root).
  *
- * The new root is a tmpfs that ends read-only. It holds read-only binds of
- * the level's system directories (a host symlink such as /lib64 -> usr/lib64
- * is recreated as a symlink), the policy's paths, a fresh /proc whose
- * kernel tunables are read-only, a /dev tmpfs with five bound device nodes,
- * and the workdir tmpfs at AN_SANDBOX_WORKDIR, the only writable place.
- * /tmp and /dev/shm are symlinks into the workdir.
+ * The new root is a tmpfs that ends read-only. It contains read-only binds
+ * of the level's system directories and the policy's paths, a fresh /proc
+ * whose kernel tunables are read-only, a /dev tmpfs with five bound device
+ * nodes, and the workdir tmpfs at AN_SANDBOX_WORKDIR, the only writable
+ * place. A host symlink such as /lib64 -> usr/lib64 is recreated as a
+ * symlink, and /tmp and /dev/shm are symlinks into the workdir.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -229,7 +229,12 @@ static int make_parents(const char *target)
 }
 
 
-/* Creates the mount point: a directory, or an empty file for a file bind. */
+/*
+ * Creates the mount point: a directory, or an empty file for a file bind.
+ * NOTE: the target is resolved before pivot_root, so an absolute symlink
+ * inside a bound host directory leads out of the new root. A policy path
+ * below such a link is then mounted outside it and is missing in the sandbox.
+ */
 static int make_mount_point(const char *target, int is_dir)
 {
     struct stat st;

@@ -48,7 +48,7 @@ int an__sbx_utf8_sanitize(const char *text, size_t len, an_buf_t *out)
             return AN_ENOMEM;
         i += used > 0 ? (size_t)used : 1;
     }
-    /* An empty result still has data, so the JSON writer sees "" and not NULL. */
+    /* An empty result still gets a buffer, so the JSON writer prints "" and not null. */
     return an_buf_reserve(out, 1) == 0 ? 0 : AN_ENOMEM;
 }
 

@@ -1,14 +1,14 @@
 /*
- * Who the sandbox runs as on the host, and its user namespace's id maps.
+ * The host ids the sandbox runs as, and its user namespace's id maps.
  *
  * Inside, the command is uid and gid AN_SANDBOX_INNER_ID. On the host an
  * unprivileged caller can map only its own ids, so that is what the
- * sandbox runs as. A root caller maps to an id no account uses instead:
- * the kernel exempts real uid 0 from RLIMIT_NPROC, and root would keep
- * access to root-owned files that are bound in. The id is the smallest
- * from AN__SBX_HOST_ID_BASE up that /etc/passwd and /etc/group do not name
- * and that no range in /etc/subuid or /etc/subgid covers, so it stays the
- * same across runs and a read_write path can be handed to it with chown.
+ * sandbox runs as. A root caller maps to an id no account uses instead,
+ * because the kernel exempts real uid 0 from RLIMIT_NPROC and root would
+ * keep access to root-owned files that are bound in. The id is the
+ * smallest from AN__SBX_HOST_ID_BASE up that /etc/passwd and /etc/group do
+ * not name and that no range in /etc/subuid or /etc/subgid covers. It stays
+ * the same across runs, so a read_write path can be handed to it with chown.
  */
 #include <errno.h>
 #include <fcntl.h>

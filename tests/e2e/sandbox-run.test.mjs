@@ -1,6 +1,6 @@
 // `agentnet sandbox run`: a real plugin script run isolated with its report,
-// pass-through exit statuses, the environment, workdir and identity the
-// command sees, the output cap, the wall-clock limit, plugin manifests
+// pass-through exit statuses, the command's environment, workdir and
+// identity, the output cap, the wall-clock limit, plugin manifests
 // accepted and rejected, audit events, and stopping a run with SIGTERM.
 // The escape attempts live in sandbox-escape.test.mjs.
 
@@ -100,14 +100,17 @@ test('report fields have the documented types', () => {
   assert.equal(report.signal, null);
   assert.equal(report.killed_reason, null);
   for (const field of ['wall_ms', 'cpu_ms', 'peak_rss_kb']) {
-    assert.ok(Number.isInteger(report[field]) && report[field] >= 0, `${field} is ${report[field]}`);
+    assert.ok(Number.isInteger(report[field]), `${field} is ${report[field]}`);
+    assert.ok(report[field] >= 0, `${field} is ${report[field]}`);
   }
+
   assert.equal(report.stdout, '');
   assert.equal(report.stderr, '');
   assert.equal(report.stdout_truncated, false);
   assert.equal(report.stderr_truncated, false);
   assert.deepEqual(report.violations, []);
   assert.match(report.run_id, /^[0-9a-f]{32}$/);
+
   assert.deepEqual(Object.keys(report.limits), [
     'max_memory_mb',
     'max_cpu_time_seconds',
@@ -126,6 +129,7 @@ test('report fields have the documented types', () => {
   }
   assert.match(report.limits.max_file_size_mb.mechanism, /RLIMIT_FSIZE/);
   assert.match(report.limits.max_memory_mb.mechanism, /cgroup|RLIMIT_AS/);
+
   assert.equal(typeof report.measured_by.cpu, 'string');
   assert.equal(typeof report.measured_by.memory, 'string');
   assert.notEqual(report.host_uid, 0);
@@ -224,13 +228,15 @@ test('wall-time limit sends SIGTERM, then SIGKILL', () => {
   assert.equal(stubborn.killed_reason, 'timeout');
   assert.equal(stubborn.signal, 9);
   assert.equal(stubborn.exit_code, null);
-  assert.ok(stubborn.wall_ms >= 1900 && stubborn.wall_ms < 6000, `wall_ms ${stubborn.wall_ms}`);
+  assert.ok(stubborn.wall_ms >= 1900, `wall_ms ${stubborn.wall_ms}: SIGKILL came before the 1 s grace`);
+  assert.ok(stubborn.wall_ms < 6000, `wall_ms ${stubborn.wall_ms}: the run outlived its limit`);
   assert.equal(stubborn.limits.max_wall_time_seconds.value, 1);
 
   const polite = sandboxReport(['--wall-time', '1', '--', 'sleep', '30']);
   assert.equal(polite.killed_reason, 'timeout');
   assert.equal(polite.signal, 15);
-  assert.ok(polite.wall_ms >= 900 && polite.wall_ms < 4000, `wall_ms ${polite.wall_ms}`);
+  assert.ok(polite.wall_ms >= 900, `wall_ms ${polite.wall_ms}: stopped before the limit`);
+  assert.ok(polite.wall_ms < 4000, `wall_ms ${polite.wall_ms}: SIGTERM did not end sleep`);
 });
 
 test('flags override the policy limits', () => {
