@@ -266,8 +266,18 @@ typedef struct {
     int exited;       /* 1: the command exited with exit_code; 0: a signal ended it */
     int exit_code;
     int signal;       /* the signal that ended the command, 0 when it exited */
-    const char *killed_reason; /* "timeout", "memory", "cpu", "output", "processes",
-                                  "cancelled", or NULL; static */
+    /*
+     * Why the run was stopped, or NULL; a static string. "timeout": the wall
+     * time ran out. "memory": the cgroup's out-of-memory killer ended a
+     * process (under RLIMIT_AS alone allocations fail instead, which is no
+     * kill). "cpu": SIGXCPU, or the tree's CPU time passed the limit.
+     * "output": a stream passed max_output_bytes. "processes": the pids
+     * cgroup refused a fork, and the tree was stopped (under RLIMIT_NPROC
+     * alone the fork fails with EAGAIN and the run goes on). "cancelled":
+     * the caller's cancel_fd became readable. It stays set when the command
+     * still exited on its own after the stop request.
+     */
+    const char *killed_reason;
     uint64_t wall_ms;     /* from the sandbox's start to the end of its last process */
     uint64_t cpu_ms;      /* user + system time of the sandboxed processes */
     uint64_t peak_rss_kb; /* peak memory of the sandboxed processes */

@@ -321,6 +321,10 @@ static int prepare_isolation(an__sbx_run_t *run)
     if (rc != 0)
         return rc;
     run->plan.setgroups_allowed = run->privileged;
+    run->plan.command_stack = malloc(AN__SBX_COMMAND_STACK_BYTES);
+    run->plan.command_stack_size = AN__SBX_COMMAND_STACK_BYTES;
+    if (!run->plan.command_stack)
+        return AN_ENOMEM;
     run->plan.loopback = p->network == AN_SANDBOX_NET_LOOPBACK;
     run->plan.mounts = calloc(AN__SBX_MAX_MOUNTS, sizeof(an__sbx_mount_t));
     if (!run->plan.mounts)
@@ -776,6 +780,7 @@ static void cleanup(an__sbx_run_t *run)
     if (run->has_filter)
         an__sbx_filter_free(&run->filter);
     free(run->plan.mounts);
+    free(run->plan.command_stack);
     free_env(run);
 
     /* An isolated workdir is a tmpfs of the run's mount namespace, gone with its processes. */

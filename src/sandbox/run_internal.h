@@ -80,6 +80,9 @@ typedef struct {
     an__sbx_mount_t *mounts; /* AN__SBX_MAX_MOUNTS entries, owned by the supervisor */
     char workdir_options[128]; /* tmpfs options of the workdir */
 
+    void *command_stack;        /* stack of the command's process until its execve */
+    size_t command_stack_size;
+
     size_t rlimit_count;
     an__sbx_rlimit_t rlimits[AN__SBX_MAX_RLIMITS];
     const an__sbx_filter_t *filter; /* NULL: no seccomp filter (unrestricted) */
@@ -96,6 +99,12 @@ typedef struct {
  * usage, where a SIGKILL to the init would lose that report.
  */
 #define AN__SBX_KILL_ALL_SIGNAL SIGUSR1
+
+/*
+ * Stack of the command's process between its clone and its execve: a
+ * few frames and a PATH buffer, with room for sanitizer builds' larger frames.
+ */
+#define AN__SBX_COMMAND_STACK_BYTES (256 * 1024)
 
 /* Descriptor numbers inside the sandbox's init, after it moved them. */
 #define AN__SBX_CONTROL_FD 3

@@ -333,6 +333,21 @@ test('missing command exits 127', () => {
   assert.match(none.stderr, /no command/);
 });
 
+test('missing user namespaces reject the run', () => {
+  // A throwaway user namespace whose own limit allows no nested one; the host's sysctl is untouched.
+  const script =
+    'echo 0 > /proc/sys/user/max_user_namespaces || exit 99; exec "$0" sandbox run --data-dir "$1" -- /bin/true';
+  const result = spawnSync('unshare', ['--user', '--map-root-user', 'sh', '-c', script, AGENTNET_BIN, dataDir], {
+    env: scrubbedEnv(),
+    encoding: 'utf8',
+    timeout: 20000,
+  });
+  assert.notEqual(result.status, 99, 'cannot lower user.max_user_namespaces inside a new user namespace');
+  assert.equal(result.status, 2, result.stderr);
+  assert.match(result.stderr, /user namespaces are disabled \(user\.max_user_namespaces = 0\)/);
+  assert.match(result.stderr, /--level unrestricted/);
+});
+
 test('unrestricted level runs on the host in a removed workdir', () => {
   const report = sandboxReport(['--level', 'unrestricted', '--', 'sh', '-c', 'pwd; echo "$HOME"']);
   assert.equal(report.exit_code, 0, report.stderr);
