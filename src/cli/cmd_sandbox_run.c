@@ -316,6 +316,7 @@ static int run_command(const run_settings_t *s, const char *const *argv, const c
     o.policy = &policy;
     o.argv = argv;
     o.capture = s->json;
+    /* A terminal stays out of the sandbox (it could type into it); a pipe or file goes in. */
     o.stdin_fd = isatty(0) ? -1 : 0;
     o.cancel_fd = cancel_pipe[0];
     o.workdir_from = plugin_dir ? plugin_dir : s->workdir_from;
@@ -360,8 +361,31 @@ static int run_command(const run_settings_t *s, const char *const *argv, const c
 }
 
 
+/*
+ * Opens /dev/null on whichever of descriptors 0-2 is closed. Otherwise the
+ * first file opened here (events.jsonl) would take its number and reach
+ * the sandbox as its stdin, or receive its output.
+ */
+static int fill_standard_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0)
+            continue;
+        int opened = open("/dev/null", O_RDWR);
+        if (opened != fd) {
+            if (opened >= 0)
+                close(opened);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
 int cli_sandbox_run(int argc, char **argv)
 {
+    if (fill_standard_fds() != 0)
+        return 2;
     int option_count;
     char **command;
     split_command(argc, argv, &option_count, &command);

@@ -148,6 +148,23 @@ test('pass-through output and exit statuses', () => {
   assert.equal(terminated.status, 143, terminated.stderr);
 });
 
+test('closed stdin and stdout stay out of the event log', () => {
+  const events = path.join(dataDir, 'events.jsonl');
+  const before = existsSync(events) ? readFileSync(events, 'utf8') : '';
+  const script = 'exec "$0" sandbox run --data-dir "$1" -- sh -c "cat; echo leaked" <&- >&-';
+  const result = spawnSync('sh', ['-c', script, AGENTNET_BIN, dataDir], {
+    env: scrubbedEnv(),
+    encoding: 'utf8',
+    timeout: 20000,
+  });
+  assert.equal(result.status, 0, result.stderr);
+  const added = readFileSync(events, 'utf8').slice(before.length);
+  assert.doesNotMatch(added, /leaked/);
+  for (const line of added.trim().split('\n')) {
+    assert.doesNotThrow(() => JSON.parse(line), `not a JSON line in events.jsonl: ${line}`);
+  }
+});
+
 test('json report of a killed command', () => {
   const report = sandboxReport(['--', 'sh', '-c', 'echo partial; kill -KILL $$']);
   assert.equal(report.exit_code, null);
