@@ -7,7 +7,17 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
@@ -286,6 +296,44 @@ test('loopback network reaches itself, none has no interface up', () => {
 
   const none = sandboxReport(['--', 'python3', '-c', script]);
   assert.match(none.stdout, /^failed \d+\n$/, none.stderr);
+});
+
+// A directory under /var/tmp, removed when the tests end. Policy paths
+// cannot lie under /tmp, which inside the sandbox links into the workdir.
+function makeHostDir(prefix) {
+  const dir = mkdtempSync(path.join('/var/tmp', prefix));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('policy paths are bound read-only and read-write', () => {
+  const readOnly = makeHostDir('agentnet-sandbox-ro-');
+  writeFileSync(path.join(readOnly, 'input.txt'), 'from the host\n');
+  chmodSync(readOnly, 0o755);
+  const readWrite = makeHostDir('agentnet-sandbox-rw-');
+  // Writable for the sandbox's host uid, whichever it is.
+  chmodSync(readWrite, 0o777);
+  const policy = writePolicy(`filesystem:\n  read_only: [${readOnly}]\n  read_write: [${readWrite}]\n`);
+  const script = [
+    `cat ${readOnly}/input.txt`,
+    `touch ${readOnly}/new 2>/dev/null || echo read-only`,
+    `echo written > ${readWrite}/out.txt && echo read-write`,
+  ].join('; ');
+  const result = sandboxRun(['--policy', policy, '--', 'sh', '-c', script]);
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(result.stdout, 'from the host\nread-only\nread-write\n');
+  assert.equal(existsSync(path.join(readOnly, 'new')), false);
+  assert.equal(readFileSync(path.join(readWrite, 'out.txt'), 'utf8'), 'written\n');
+
+  const missing = writePolicy(`filesystem:\n  read_only: [${readOnly}/absent]\n`);
+  const refused = sandboxRun(['--policy', missing, '--', '/bin/true']);
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /policy path ".*absent" cannot be bound \(No such file or directory\)/);
+
+  const underTmp = writePolicy('filesystem:\n  read_only: [/tmp/agentnet-sandbox-data]\n');
+  const reserved = sandboxRun(['--policy', underTmp, '--', '/bin/true']);
+  assert.equal(reserved.status, 2);
+  assert.match(reserved.stderr, /lies in \/, \/work, \/proc, \/dev or \/tmp/);
 });
 
 test('workdir copy keeps symlinks as links', () => {
