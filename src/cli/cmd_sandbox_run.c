@@ -135,6 +135,17 @@ static int set_level(const char *name)
                 an_sandbox_level_name(policy.min_level));
         return -1;
     }
+    /* The same rules the policy loader applies to a level read from the file. */
+    if (level >= AN_SANDBOX_RESTRICTED && policy.read_write.count > 0) {
+        fprintf(stderr, "agentnet sandbox run: --level %s allows no read_write paths, and the "
+                "policy has %zu; pick sandboxed or drop them\n", name, policy.read_write.count);
+        return -1;
+    }
+    if (level == AN_SANDBOX_MINIMAL && policy.network == AN_SANDBOX_NET_LOOPBACK) {
+        fprintf(stderr, "agentnet sandbox run: --level minimal allows no network, and the policy "
+                "has loopback; pick restricted or set network: none\n");
+        return -1;
+    }
     policy.level = level;
     if (level == AN_SANDBOX_UNRESTRICTED)
         policy.network = AN_SANDBOX_NET_HOST;

@@ -280,6 +280,16 @@ test('flags override the policy limits', () => {
   const bad = sandboxRun(['--memory', '0', '--', '/bin/true']);
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--memory "0" is invalid/);
+
+  const floor = writePolicy('level: restricted\nmin_level: restricted\n');
+  const below = sandboxRun(['--policy', floor, '--level', 'sandboxed', '--', '/bin/true']);
+  assert.equal(below.status, 2);
+  assert.match(below.stderr, /--level sandboxed is below the policy's min_level restricted/);
+
+  const loopback = writePolicy('network: loopback\n');
+  const minimal = sandboxRun(['--policy', loopback, '--level', 'minimal', '--', '/bin/true']);
+  assert.equal(minimal.status, 2);
+  assert.match(minimal.stderr, /--level minimal allows no network/);
 });
 
 test('loopback network reaches itself, none has no interface up', () => {
