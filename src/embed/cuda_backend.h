@@ -2,8 +2,9 @@
  * The C interface of the CUDA encoder (src/embed/cuda/): device discovery,
  * a copy of a BERT model's float32 weights on one GPU, and the packed
  * forward pass with pooling on that GPU. Choosing between the CPU and a GPU
- * is bert_model.c's business. Builds without AN_HAVE_CUDA get stubs that
- * report no device.
+ * is bert_model.c's business. With AN_HAVE_CUDA these functions load
+ * libagentnet-cuda.so on first use (cuda_loader.c); builds without it get
+ * stubs that report no device.
  */
 #ifndef AGENTNET_EMBED_CUDA_BACKEND_H
 #define AGENTNET_EMBED_CUDA_BACKEND_H
@@ -24,8 +25,9 @@ typedef struct an__cuda_model an__cuda_model_t;
 
 /*
  * Returns the number of CUDA devices visible to this process, or 0 when
- * there is none or no usable driver. In that case why (when not NULL)
- * receives the reason, such as "no NVIDIA driver or GPU on this machine".
+ * there is none, no usable driver, or the CUDA module cannot be loaded. In
+ * that case why (when not NULL) receives the reason, such as "no NVIDIA
+ * driver or GPU on this machine".
  */
 int an__cuda_device_count(char *why, size_t why_len);
 

@@ -18,7 +18,7 @@ extern "C" {
 #include "embed/bert_forward.h"
 }
 #include "embed/cuda/kernels.cuh"
-#include "embed/cuda_backend.h"
+#include "embed/cuda/module.h"
 
 /* Sentences per batch: the attention grid's z dimension allows at most 65535. */
 #define CUDA_MAX_SENTENCES 65535
@@ -69,7 +69,7 @@ static int cublas_error(int device, const char *what, cublasStatus_t s, char *er
 }
 
 
-extern "C" int an__cuda_device_count(char *why, size_t why_len)
+extern "C" int an__cudamod_device_count(char *why, size_t why_len)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -145,9 +145,10 @@ static cudaError_t upload_pass(const an__bert_weights_t *w, device_cursor_t *cur
 }
 
 
-extern "C" int an__cuda_model_upload(const an__bert_weights_t *w, int device,
-                                     unsigned pooling_modes, int normalize,
-                                     an__cuda_model_t **out, char *err, size_t err_len)
+extern "C" int an__cudamod_model_upload(const an__bert_weights_t *w, int device,
+                                        unsigned pooling_modes, size_t pooled_dims,
+                                        int normalize, an__cuda_model_t **out, char *err,
+                                        size_t err_len)
 {
     *out = NULL;
     an__cuda_model_t *m = (an__cuda_model_t *)calloc(1, sizeof(*m));
@@ -156,7 +157,7 @@ extern "C" int an__cuda_model_upload(const an__bert_weights_t *w, int device,
     m->device = device;
     m->pooling_modes = pooling_modes;
     m->normalize = normalize;
-    m->dims = an__pool_dims(pooling_modes, w->config.hidden_size);
+    m->dims = pooled_dims;
     m->weights.config = w->config;
     m->weights.layers =
         (an__bert_layer_t *)calloc(w->config.num_hidden_layers, sizeof(*m->weights.layers));
@@ -212,12 +213,12 @@ extern "C" int an__cuda_model_upload(const an__bert_weights_t *w, int device,
     return 0;
 
 fail:
-    an__cuda_model_free(m);
+    an__cudamod_model_free(m);
     return rc;
 }
 
 
-extern "C" void an__cuda_model_free(an__cuda_model_t *m)
+extern "C" void an__cudamod_model_free(an__cuda_model_t *m)
 {
     if (!m)
         return;
@@ -332,9 +333,9 @@ static int run_layers(an__cuda_model_t *m, int tokens, const int32_t *offsets, i
  * its agreement with the CPU encoder is unverified. bench/embed/cuda_check.sh
  * checks it on a machine with a GPU.
  */
-extern "C" int an__cuda_forward(an__cuda_model_t *m, const int32_t *ids, const size_t *offsets,
-                                size_t count, const float **pooled_out, char *err,
-                                size_t err_len)
+extern "C" int an__cudamod_forward(an__cuda_model_t *m, const int32_t *ids,
+                                   const size_t *offsets, size_t count, const float **pooled_out,
+                                   char *err, size_t err_len)
 {
     const an__bert_config_t *c = &m->weights.config;
     size_t h = c->hidden_size, inter = c->intermediate_size;

@@ -1,0 +1,152 @@
+/*
+ * The CUDA back end's entry points in the main library. Each one loads
+ * libagentnet-cuda.so on first use and calls into it. The module sits next
+ * to the agentnet binary (the build directory, or wherever both are
+ * installed), or at the path in AGENTNET_CUDA_MODULE. Linking cuBLAS into
+ * the binary instead cost every command about 100 ms and 200 MB of
+ * resident memory at start, including the sandbox, which never uses a GPU.
+ */
+#ifdef AN_HAVE_CUDA
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "embed/cuda/module.h"
+#include "embed/cuda_backend.h"
+
+#define MODULE_FILE "libagentnet-cuda.so"
+
+/* Written once under pthread_once, read-only afterwards. */
+static struct {
+    pthread_once_t once;
+    void *handle;
+    __typeof__(an__cudamod_device_count) *device_count;
+    __typeof__(an__cudamod_model_upload) *model_upload;
+    __typeof__(an__cudamod_forward) *forward;
+    __typeof__(an__cudamod_model_free) *model_free;
+    char error[PATH_MAX + 512];
+} module = {.once = PTHREAD_ONCE_INIT};
+
+/* Writes the module's path: AGENTNET_CUDA_MODULE, or the binary's directory. */
+static int module_path(char *out, size_t len)
+{
+    const char *override = getenv("AGENTNET_CUDA_MODULE");
+    if (override && *override) {
+        snprintf(out, len, "%s", override);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return -1;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    snprintf(out, len, "%s/%s", exe, MODULE_FILE);
+    return 0;
+}
+
+
+/* Looks up one exported function; dlsym's object pointer is copied into a function pointer. */
+static bool find_symbol(void *handle, const char *name, void *fn, size_t fn_size)
+{
+    void *symbol = dlsym(handle, name);
+    if (!symbol)
+        return false;
+    memcpy(fn, &symbol, fn_size);
+    return true;
+}
+
+
+static void load_module(void)
+{
+    char path[PATH_MAX + 64];
+    if (module_path(path, sizeof(path)) != 0) {
+        snprintf(module.error, sizeof(module.error),
+                 "cannot locate this program's directory to load %s; set "
+                 "AGENTNET_CUDA_MODULE to the module's path", MODULE_FILE);
+        return;
+    }
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+        snprintf(module.error, sizeof(module.error), "cannot load the CUDA back end: %s",
+                 dlerror());
+        return;
+    }
+    if (!find_symbol(handle, "an__cudamod_device_count", &module.device_count,
+                     sizeof(module.device_count)) ||
+        !find_symbol(handle, "an__cudamod_model_upload", &module.model_upload,
+                     sizeof(module.model_upload)) ||
+        !find_symbol(handle, "an__cudamod_forward", &module.forward, sizeof(module.forward)) ||
+        !find_symbol(handle, "an__cudamod_model_free", &module.model_free,
+                     sizeof(module.model_free))) {
+        snprintf(module.error, sizeof(module.error),
+                 "%s is not an AgentNet CUDA module of this version (%s); rebuild it with "
+                 "agentnet", path, dlerror());
+        dlclose(handle);
+        return;
+    }
+    module.handle = handle;
+}
+
+
+static bool module_loaded(void)
+{
+    pthread_once(&module.once, load_module);
+    return module.handle != NULL;
+}
+
+
+int an__cuda_device_count(char *why, size_t why_len)
+{
+    if (!module_loaded()) {
+        if (why)
+            snprintf(why, why_len, "%s", module.error);
+        return 0;
+    }
+    return module.device_count(why, why_len);
+}
+
+
+int an__cuda_model_upload(const an__bert_weights_t *w, int device, unsigned pooling_modes,
+                          int normalize, an__cuda_model_t **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    if (!module_loaded()) {
+        snprintf(err, err_len, "embed: %s", module.error);
+        return AN_EINVAL;
+    }
+    return module.model_upload(w, device, pooling_modes,
+                               an__pool_dims(pooling_modes, w->config.hidden_size), normalize,
+                               out, err, err_len);
+}
+
+
+int an__cuda_forward(an__cuda_model_t *model, const int32_t *ids, const size_t *offsets,
+                     size_t count, const float **pooled_out, char *err, size_t err_len)
+{
+    /* A model exists only after a successful upload, so the module is loaded. */
+    return module.forward(model, ids, offsets, count, pooled_out, err, err_len);
+}
+
+
+void an__cuda_model_free(an__cuda_model_t *model)
+{
+    if (model && module.handle)
+        module.model_free(model);
+}
+
+#else
+
+/* Without AN_HAVE_CUDA, cuda_backend.h defines inline stubs; ISO C wants something here. */
+typedef int an__cuda_loader_unused_t;
+
+#endif
