@@ -39,6 +39,7 @@ bench: build
 	@scripts/check-deps.sh --bench
 	@bench/run.sh
 	@BUILD=$(BUILD) bench/embed/run.sh
+	@BUILD=$(BUILD) bench/sandbox/run.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -23,9 +23,10 @@ fi
 install_args=()
 if [ "${1-}" = "--bench" ]; then
   install_args=(--bench)
-  for t in wrk nginx python3; do
+  for t in wrk nginx python3 hyperfine; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
   /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing+=(python3-torch python3-numpy)
   [ -d /usr/lib/x86_64-linux-gnu/openblas-openmp ] || [ -d /usr/lib/aarch64-linux-gnu/openblas-openmp ] ||
     missing+=(libopenblas0-openmp)
