@@ -8,11 +8,20 @@
 # sandbox's set-up and tear-down, and `/usr/bin/python3 -c pass`, a typical
 # plugin interpreter that loads many files through the read-only binds.
 # hyperfine runs every command with --shell=none (-N), so no shell start-up is
-# timed, after SANDBOX_BENCH_WARMUP warm-up runs. Each round runs hyperfine
+# timed, after SANDBOX_BENCH_WARMUP warm-up runs, for hyperfine's default of
+# at least 3 seconds, but at least 20 and at most SANDBOX_BENCH_RUNS times (a
+# command of 100 ms thus runs about 30 times). Each round runs hyperfine
 # once per program over all of that program's commands, and even rounds run
 # them in reverse order, so a change in the machine's load during the run
 # does not always fall on the same commands. The summary pools the times of
 # all rounds per command and reports their median and minimum.
+#
+# Back-to-back runs keep the CPUs awake and let the kernel reuse state from
+# the previous run: an RCU grace period that a cgroup v1 attach or an
+# unmount waits for may already have passed. A plugin call usually comes
+# after a pause, so a third group runs /bin/true bare, under bwrap and under
+# `agentnet sandbox run` at the sandboxed level with `sleep 0.2` before
+# each run (hyperfine --prepare, not timed).
 #
 # The commands, for /bin/true:
 # - bare: /bin/true.
@@ -26,20 +35,25 @@
 #   /dev and a tmpfs workdir at /work with /tmp pointing into it; the root
 #   remounted read-only; a new session; every capability dropped; the
 #   environment cleared except PATH, HOME and TMPDIR.
-# - agentnet LEVEL and agentnet LEVEL --json: `agentnet sandbox run --level
-#   LEVEL [--json] -- /bin/true` for each level in SANDBOX_BENCH_LEVELS.
+# - agentnet --version: the start of the agentnet process alone, which
+#   every agentnet row below includes.
+# - agentnet LEVEL and agentnet LEVEL --json: `agentnet sandbox run --data-dir
+#   TMP/data --level LEVEL [--json] -- /bin/true` for each level in
+#   SANDBOX_BENCH_LEVELS.
 #   Beyond what bwrap does, agentnet installs a seccomp filter, sets
 #   rlimits, creates and removes a per-run cgroup, and with --json captures
 #   the output and prints a JSON report.
-# The python3 commands are the same, without unshare and the unrestricted
-# level. Before timing, every command runs once and must exit with status 0
+# The python3 commands are the same, without unshare, --version and the
+# unrestricted level. Before timing, every command runs once and must exit with status 0
 # (and report exit_code 0 with --json), or the script stops.
 #
 # Environment (defaults in brackets):
 #   BUILD                  build directory that contains agentnet [build]
-#   SANDBOX_BENCH_RUNS     timed runs per command and round, 10 to 1000 [100]
-#   SANDBOX_BENCH_WARMUP   warm-up runs per command and round, 0 to 100 [10]
+#   SANDBOX_BENCH_RUNS     maximum timed runs per command and round, 20 to 1000 [100]
+#   SANDBOX_BENCH_WARMUP   warm-up runs per command and round, 0 to 100 [5]
 #   SANDBOX_BENCH_ROUNDS   rounds, 1 to 5 [2]
+#   SANDBOX_BENCH_IDLE_RUNS  timed runs per command and round after a pause,
+#                          0 (no such group) to 200 [20]
 #   SANDBOX_BENCH_LEVELS   levels to time agentnet at, separated by spaces;
 #                          empty times only bare, unshare and bwrap
 #                          [unrestricted sandboxed restricted minimal]
@@ -50,8 +64,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build_dir=$root/${BUILD:-build}
 agentnet=$build_dir/agentnet
 runs=${SANDBOX_BENCH_RUNS:-100}
-warmup=${SANDBOX_BENCH_WARMUP:-10}
+warmup=${SANDBOX_BENCH_WARMUP:-5}
 rounds=${SANDBOX_BENCH_ROUNDS:-2}
+idle_runs=${SANDBOX_BENCH_IDLE_RUNS:-20}
 levels=${SANDBOX_BENCH_LEVELS-unrestricted sandboxed restricted minimal}
 python=/usr/bin/python3
 workdir=/work
@@ -69,9 +84,10 @@ check_range() {
   fi
 }
 
-check_range SANDBOX_BENCH_RUNS "$runs" 10 1000
+check_range SANDBOX_BENCH_RUNS "$runs" 20 1000
 check_range SANDBOX_BENCH_WARMUP "$warmup" 0 100
 check_range SANDBOX_BENCH_ROUNDS "$rounds" 1 5
+check_range SANDBOX_BENCH_IDLE_RUNS "$idle_runs" 0 200
 for level in $levels; do
   case $level in
     unrestricted | sandboxed | restricted | minimal) ;;
@@ -129,6 +145,10 @@ bwrap_args+=" --proc /proc --dev /dev --tmpfs $workdir --dir $workdir/tmp --syml
 bwrap_args+=" --remount-ro / --chdir $workdir --clearenv --setenv PATH $sandbox_path"
 bwrap_args+=" --setenv HOME $workdir --setenv TMPDIR $workdir/tmp --cap-drop ALL"
 
+# agentnet records each run in DIR/events.jsonl, so DIR is in the temporary
+# directory rather than the default ./var/agentnet.
+agentnet_args="--data-dir $work/data"
+
 # Commands are stored as words without quotes: hyperfine -N splits them the
 # same way the checks below do, and no argument contains a space.
 names=()
@@ -142,29 +162,36 @@ true_first=${#names[@]}
 add_command "true bare" "/bin/true"
 add_command "true unshare" "unshare --user --map-root-user --pid --fork --net --ipc --uts --mount /bin/true"
 add_command "true bwrap" "bwrap $bwrap_args /bin/true"
+[ -n "$levels" ] && add_command "true agentnet --version" "$agentnet --version"
 for level in $levels; do
-  add_command "true agentnet $level" "$agentnet sandbox run --level $level -- /bin/true"
-  add_command "true agentnet $level --json" "$agentnet sandbox run --level $level --json -- /bin/true"
+  add_command "true agentnet $level" "$agentnet sandbox run $agentnet_args --level $level -- /bin/true"
+  add_command "true agentnet $level --json" "$agentnet sandbox run $agentnet_args --level $level --json -- /bin/true"
 done
 python_first=${#names[@]}
 add_command "python3 bare" "$python -c pass"
 add_command "python3 bwrap" "bwrap $bwrap_args $python -c pass"
 for level in $levels; do
   [ "$level" = unrestricted ] && continue
-  add_command "python3 agentnet $level" "$agentnet sandbox run --level $level -- $python -c pass"
-  add_command "python3 agentnet $level --json" "$agentnet sandbox run --level $level --json -- $python -c pass"
+  add_command "python3 agentnet $level" "$agentnet sandbox run $agentnet_args --level $level -- $python -c pass"
+  add_command "python3 agentnet $level --json" "$agentnet sandbox run $agentnet_args --level $level --json -- $python -c pass"
 done
+idle_first=${#names[@]}
+if [ "$idle_runs" -gt 0 ]; then
+  add_command "idle bare" "/bin/true"
+  add_command "idle bwrap" "bwrap $bwrap_args /bin/true"
+  for level in $levels; do
+    [ "$level" = sandboxed ] && add_command "idle agentnet sandboxed" "$agentnet sandbox run $agentnet_args -- /bin/true"
+  done
+fi
 
 # Runs each command once. It must exit 0, and a JSON report must contain exit_code 0.
 echo "== Checking that every command runs"
 for i in "${!names[@]}"; do
   read -ra words <<<"${commands[$i]}"
   status=0
-  "${words[@]}" >"$work/check.out" 2>"$work/check.err" </dev/null || status=$?
+  timeout --kill-after=5 60 "${words[@]}" >"$work/check.out" 2>"$work/check.err" </dev/null || status=$?
+  [ "$status" -ne 124 ] || die "'${names[$i]}' timed out after 60 s: ${commands[$i]}"
   if [ "$status" -ne 0 ]; then
-    if [[ ${names[$i]} == *agentnet* ]] && grep -q "not implemented" "$work/check.err"; then
-      die "'${names[$i]}': this agentnet has no 'sandbox run' yet ($(head -n 1 "$work/check.err")); set SANDBOX_BENCH_LEVELS= to time only bare, unshare and bwrap"
-    fi
     die "'${names[$i]}' exited with status $status: ${commands[$i]}: $(tail -n 3 "$work/check.err")"
   fi
   if [[ ${names[$i]} == *--json ]]; then
@@ -175,9 +202,21 @@ for i in "${!names[@]}"; do
 done
 
 # Runs hyperfine over commands FIRST to LAST-1, reversed when REVERSE is 1.
+# MODE is hot (back to back) or idle (after a 0.2 s pause).
 run_hyperfine() {
-  local first=$1 last=$2 reverse=$3 json=$4 i
-  local args=(-N --style basic --time-unit millisecond --warmup "$warmup" --runs "$runs" --export-json "$json")
+  local first=$1 last=$2 reverse=$3 json=$4 mode=$5 i
+  local args=(-N --style basic --time-unit millisecond --export-json "$json")
+  # A command that hangs would stop hyperfine, which has no timeout of its
+  # own, so the whole call gets 0.2 s per run (0.5 s after a pause) plus 60 s.
+  local limit
+  if [ "$mode" = idle ]; then
+    args+=(--warmup 1 --runs "$idle_runs" --prepare "sleep 0.2")
+    limit=$((60 + (last - first) * (idle_runs + 1) / 2))
+  else
+    args+=(--warmup "$warmup" --min-runs 20 --max-runs "$runs")
+    limit=$((60 + (last - first) * (runs + warmup) / 5))
+  fi
+
   local order=()
   for ((i = first; i < last; i++)); do
     order+=("$i")
@@ -191,21 +230,30 @@ run_hyperfine() {
       args+=(-n "${names[$i]}" "${commands[$i]}")
     done
   fi
-  hyperfine "${args[@]}" </dev/null || die "hyperfine failed on one of: ${names[*]:$first:$((last - first))}"
+
+  local status=0 listed
+  listed=$(printf "'%s' " "${names[@]:$first:$((last - first))}")
+  timeout --kill-after=10 "$limit" hyperfine "${args[@]}" </dev/null || status=$?
+  [ "$status" -ne 124 ] || die "hyperfine timed out after $limit s, so one of these commands hangs: $listed"
+  [ "$status" -eq 0 ] || die "hyperfine failed with status $status on one of: $listed"
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$rounds"); do
   reverse=$(((round + 1) % 2))
-  echo "== Round $round of $rounds: /bin/true ($runs runs per command)"
-  run_hyperfine "$true_first" "$python_first" "$reverse" "$work/true-$round.json"
-  echo "== Round $round of $rounds: python3 -c pass ($runs runs per command)"
-  run_hyperfine "$python_first" "${#names[@]}" "$reverse" "$work/python3-$round.json"
+  echo "== Round $round of $rounds: /bin/true"
+  run_hyperfine "$true_first" "$python_first" "$reverse" "$work/true-$round.json" hot
+  echo "== Round $round of $rounds: python3 -c pass"
+  run_hyperfine "$python_first" "$idle_first" "$reverse" "$work/python3-$round.json" hot
+  if [ "$idle_first" -lt "${#names[@]}" ]; then
+    echo "== Round $round of $rounds: /bin/true after a 0.2 s pause"
+    run_hyperfine "$idle_first" "${#names[@]}" "$reverse" "$work/idle-$round.json" idle
+  fi
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "== Summary: medians of $((rounds * runs)) runs per command, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "== Summary: medians over $rounds round(s), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) online CPUs," \
   "$(uname -sr), load average $load_start at the start and $load_end at the end"
 echo "tools: $(bwrap --version), $(hyperfine --version), $("$python" --version)"
@@ -223,15 +271,19 @@ for path in paths:
     for result in json.load(open(path))["results"]:
         times.setdefault(result["command"], []).extend(result["times"])
 
-print("| program | runner | median ms | min ms | / bare | / bwrap |")
-print("|---|---|---:|---:|---:|---:|")
-for program, label in (("true", "/bin/true"), ("python3", "python3 -c pass")):
+print("| program | runner | runs | median ms | min ms | / bare | / bwrap |")
+print("|---|---|---:|---:|---:|---:|---:|")
+groups = (("true", "/bin/true"), ("python3", "python3 -c pass"),
+          ("idle", "/bin/true after 0.2 s idle"))
+for program, label in groups:
+    if f"{program} bare" not in times:
+        continue
     bare = statistics.median(times[f"{program} bare"])
     bwrap = statistics.median(times[f"{program} bwrap"])
     for name, samples in times.items():
         if name.split(" ", 1)[0] != program:
             continue
         median = statistics.median(samples)
-        print(f"| {label} | {name.split(' ', 1)[1]} | {median * 1e3:.2f} | {min(samples) * 1e3:.2f} | "
+        print(f"| {label} | {name.split(' ', 1)[1]} | {len(samples)} | {median * 1e3:.2f} | {min(samples) * 1e3:.2f} | "
               f"{median / bare:.2f} | {median / bwrap:.2f} |")
 PY
