@@ -1,21 +1,19 @@
 /*
  * The packed-batch BERT forward pass. Dense layers are one GEMM each over
  * all tokens of the batch; attention is two small products per sentence and
- * head. Two sets of threads take turns: OpenBLAS's run the large GEMMs, and
- * the workspace's pool runs everything else (attention, bias, GELU,
- * residual and LayerNorm, and the GEMMs of small batches). Each waits for
- * the other to return, so the model's thread count is never exceeded.
+ * head. The workspace's pool runs all of it: each dense layer is split into
+ * single-threaded OpenBLAS calls (or, for few tokens, an__gemm_tokens), so
+ * the model's thread count is never exceeded.
  */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "agentnet/common.h"
 #include "embed/attention.h"
 #include "embed/bert_forward.h"
+#include "embed/blas.h"
 #include "embed/gemm_small.h"
 #include "embed/gemm_tokens.h"
 #include "embed/kernels.h"
@@ -134,9 +132,9 @@ static void linear_blas_task(void *ctx, size_t task, size_t worker)
     float *y = job->y + first_row * job->out + first_col;
     (void)worker;
     fill_bias(y, job->out, job->bias + first_col, rows, cols);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)job->in,
-                1.0f, job->x + first_row * job->in, (int)job->in,
-                job->weight + first_col * job->in, (int)job->in, 1.0f, y, (int)job->out);
+    an__blas_sgemm_nt((int)rows, (int)cols, (int)job->in, job->x + first_row * job->in,
+                      (int)job->in, job->weight + first_col * job->in, (int)job->in, 1.0f, y,
+                      (int)job->out);
     if (job->gelu)
         gelu_rows(y, job->out, rows, cols);
 }
@@ -295,12 +293,6 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
     float *xt = scratch + threads * scratch_floats;
     float eps = cfg->layer_norm_eps;
 
-    /*
-     * The pool splits every GEMM itself. With more than one OpenBLAS thread,
-     * OpenBLAS's idle threads poll with sched_yield while the pool runs and
-     * took about 15% of the CPU time at 32 sentences of 128 tokens.
-     */
-    openblas_set_num_threads(1);
     embed_tokens(weights, ids, offsets, count, hidden);
 
     for (size_t l = 0; l < cfg->num_hidden_layers; l++) {

@@ -15,6 +15,7 @@
 
 #include "agentnet/log.h"
 #include "embed/bert_forward.h"
+#include "embed/blas.h"
 #include "embed/cuda_backend.h"
 #include "embed/embed_internal.h"
 #include "embed/kernels.h"
@@ -694,6 +695,8 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
     if (cuda_device >= 0 &&
         (rc = an__cuda_model_upload(&b->weights, cuda_device, b->pipeline.pooling_modes,
                                     b->pipeline.normalize, &b->cuda, err, err_len)))
+        goto fail;
+    if (cuda_device < 0 && (rc = an__blas_load(err, err_len)))
         goto fail;
     if (cuda_device < 0 &&
         an__thread_pool_create(model->opts.threads, &b->workspace.pool) != 0) {
