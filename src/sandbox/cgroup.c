@@ -11,6 +11,7 @@
  * host whose v2 hierarchy has no controllers gets no v2 group.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,6 +339,8 @@ int an__sbx_cgroup_attach(an__sbx_cgroup_t *cg, pid_t pid)
     char text[24];
     snprintf(text, sizeof(text), "%d", (int)pid);
     for (size_t i = 0; i < cg->group_count; i++) {
+        if (cg->groups[i].self_attach)
+            continue;
         int rc = an__sbx_cgroup_write(cg->groups[i].dir, "cgroup.procs", text);
         if (rc != 0) {
             an__sbx_cgroup_format(cg->error, sizeof(cg->error), "moving pid %d into %s failed (%s)",
@@ -346,6 +349,46 @@ int an__sbx_cgroup_attach(an__sbx_cgroup_t *cg, pid_t pid)
         }
     }
     return 0;
+}
+
+
+int an__sbx_cgroup_self_attach_fds(an__sbx_cgroup_t *cg, int fds[AN__SBX_CGROUP_SELF_FDS])
+{
+    int count = 0;
+    size_t chosen[AN__SBX_CGROUP_SELF_FDS];
+    for (size_t i = 0; i < cg->group_count && count < AN__SBX_CGROUP_SELF_FDS; i++) {
+        const an__sbx_cgroup_group_t *group = &cg->groups[i];
+        if (group->version != 1)
+            continue;
+        char path[AN__CGROUP_PATH_MAX + 8];
+        snprintf(path, sizeof(path), "%s/tasks", group->dir);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            an__sbx_cgroup_format(cg->error, sizeof(cg->error), "opening %s failed (%s)", path,
+                                  strerror(errno));
+            while (count > 0)
+                close(fds[--count]);
+            return AN_EIO;
+        }
+        chosen[count] = i;
+        fds[count++] = fd;
+    }
+    /* Marked only now, so a failure above leaves every group to an__sbx_cgroup_attach. */
+    for (int c = 0; c < count; c++)
+        cg->groups[chosen[c]].self_attach = 1;
+    return count;
+}
+
+
+int an__sbx_cgroup_attach_self(const int *fds, size_t count)
+{
+    int first_error = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (write(fds[i], "0", 1) != 1 && first_error == 0)
+            first_error = errno;
+        close(fds[i]);
+    }
+    return first_error;
 }
 
 

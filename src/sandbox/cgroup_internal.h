@@ -55,6 +55,7 @@ typedef struct {
     unsigned resources;                 /* bit (1u << resource) for each one it serves */
     char base_dir[AN__CGROUP_PATH_MAX]; /* <own>/agentnet-sandbox, shared by runs */
     char dir[AN__CGROUP_PATH_MAX];      /* <own>/agentnet-sandbox/<run_id> */
+    int self_attach;                    /* the first process moves itself in (v1 "tasks") */
 } an__sbx_cgroup_group_t;
 
 /* A v2 group plus one v1 group per resource at most. */

@@ -434,12 +434,54 @@ static int send_control(an__sbx_run_t *run, int type)
 
 
 /*
- * Receives one control message and a descriptor passed with it (*fd, or
- * -1). Returns 1, 0 at end of stream, or -1 on error.
+ * Time limit of the sandbox's own setup (ids, mounts, filter), which
+ * normally takes milliseconds. The wall limit starts only after the setup,
+ * so without this a setup that hangs would hold the supervisor forever.
+ */
+#define SETUP_TIMEOUT_MS 30000
+
+/*
+ * Waits until the control socket is readable. Returns 1, or 0 when the run
+ * was cancelled or the setup timed out, with the reason in run->err.
+ */
+static int await_control(an__sbx_run_t *run)
+{
+    uint64_t deadline = run->start_ns + (uint64_t)SETUP_TIMEOUT_MS * 1000000u;
+    int cancel_fd = run->options->cancel_fd;
+    for (;;) {
+        uint64_t now = an_mono_ns();
+        if (now >= deadline) {
+            snprintf(run->err, run->err_len, "the sandbox's setup did not finish within %d s; "
+                     "it was stopped", SETUP_TIMEOUT_MS / 1000);
+            return 0;
+        }
+        struct pollfd fds[2] = {{.fd = run->control_fd, .events = POLLIN},
+                                {.fd = cancel_fd, .events = POLLIN}};
+        int timeout_ms = (int)((deadline - now + 999999) / 1000000);
+        int ready = poll(fds, cancel_fd >= 0 ? 2 : 1, timeout_ms);
+        if (ready < 0 && errno != EINTR)
+            return 1; /* recvmsg reports the error */
+        if (ready > 0 && cancel_fd >= 0 && (fds[1].revents & POLLIN)) {
+            snprintf(run->err, run->err_len, "the run was cancelled during the sandbox's setup");
+            return 0;
+        }
+        if (ready > 0 && fds[0].revents)
+            return 1;
+    }
+}
+
+
+/*
+ * Receives one control message and the descriptor passed with it (*fd, or
+ * -1). Returns 1, 0 at the end of the stream, -1 on a read error (errno),
+ * or -2 when the run was cancelled or the setup timed out, with the reason
+ * in run->err.
  */
 static int receive_control(an__sbx_run_t *run, an__sbx_msg_t *msg, int *fd)
 {
     *fd = -1;
+    if (!await_control(run))
+        return -2;
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
@@ -514,6 +556,8 @@ static int copy_into_sandbox(an__sbx_run_t *run)
     an__sbx_msg_t msg;
     int fd;
     int got = receive_control(run, &msg, &fd);
+    if (got == -2)
+        return AN_ETIMEDOUT;
     if (got <= 0 || msg.type != AN__SBX_MSG_WORKDIR || fd < 0) {
         if (fd >= 0)
             close(fd);
@@ -550,6 +594,8 @@ static int await_exec(an__sbx_run_t *run)
         an__sbx_msg_t msg;
         int fd;
         int got = receive_control(run, &msg, &fd);
+        if (got == -2)
+            return AN_ETIMEDOUT;
         if (got < 0) {
             snprintf(run->err, run->err_len, "reading the sandbox's setup messages "
                      "failed (%s)", strerror(errno));
@@ -615,11 +661,26 @@ static int start(an__sbx_run_t *run)
     if (rc != 0)
         return rc;
 
+    int self_fds = run->cgroup ? an__sbx_cgroup_self_attach_fds(run->cgroup,
+                                                                run->plan.cgroup_fds)
+                               : 0;
+    if (self_fds < 0) {
+        for (int i = 0; i < 5; i++)
+            close_fd(&child_fds[i]);
+        snprintf(run->err, run->err_len, "cannot prepare the run's cgroup: %s",
+                 an__sbx_cgroup_error(run->cgroup));
+        return AN_EIO;
+    }
+    run->plan.cgroup_fd_count = (size_t)self_fds;
+
     run->start_ns = an_mono_ns();
     run->child = clone_sandbox(run);
     int clone_errno = errno;
     for (int i = 0; i < 5; i++)
         close_fd(&child_fds[i]);
+    for (size_t i = 0; i < run->plan.cgroup_fd_count; i++)
+        close(run->plan.cgroup_fds[i]);
+    run->plan.cgroup_fd_count = 0;
     if (run->child < 0) {
         if (run->plan.isolate && (clone_errno == EPERM || clone_errno == ENOSPC ||
                                   clone_errno == EINVAL || clone_errno == EUSERS)) {

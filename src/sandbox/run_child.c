@@ -60,6 +60,8 @@ const char *an__sbx_step_name(int step)
         return "entering the workdir";
     case AN__SBX_STEP_CONTROL:
         return "talking to the supervisor";
+    case AN__SBX_STEP_CGROUP:
+        return "moving into the run's cgroup";
     default:
         return "setting up the sandbox";
     }
@@ -504,8 +506,14 @@ static void isolate(const an__sbx_plan_t *plan)
 void an__sbx_child_main(const an__sbx_plan_t *plan)
 {
     reset_signals();
+    /* Before move_fds, which closes every descriptor above the fixed ones. */
+    int cgroup_error = an__sbx_cgroup_attach_self(plan->cgroup_fds, plan->cgroup_fd_count);
     if (move_fds(plan) != 0)
         _exit(1);
+    if (cgroup_error != 0) {
+        an__sbx_send_error(AN__SBX_STEP_CGROUP, cgroup_error, "tasks");
+        _exit(1);
+    }
     if (wait_for(AN__SBX_MSG_GO) != 0)
         _exit(1);
 

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "agentnet/sandbox.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/seccomp_filter.h"
 
 /*
@@ -87,6 +88,10 @@ typedef struct {
     an__sbx_rlimit_t rlimits[AN__SBX_MAX_RLIMITS];
     const an__sbx_filter_t *filter; /* NULL: no seccomp filter (unrestricted) */
 
+    /* v1 cgroup "tasks" files the child writes itself into, then closes */
+    int cgroup_fds[AN__SBX_CGROUP_SELF_FDS];
+    size_t cgroup_fd_count;
+
     /* The child's ends; the child moves them to the numbers below. */
     int stdin_fd, stdout_fd, stderr_fd;
     int control_fd;  /* SOCK_SEQPACKET socket to the supervisor */
@@ -133,6 +138,7 @@ typedef enum {
     AN__SBX_STEP_EXEC,       /* detail is the command */
     AN__SBX_STEP_CHDIR,
     AN__SBX_STEP_CONTROL,    /* the control socket itself */
+    AN__SBX_STEP_CGROUP,     /* moving into the run's v1 cgroups */
 } an__sbx_step_t;
 
 typedef struct {

@@ -783,6 +783,55 @@ static void attach_missing_pid_fails(void **state)
 }
 
 
+/* A child moves itself in through the v1 "tasks" files; the supervisor skips those groups. */
+static void self_attach_moves_writer(void **state)
+{
+    an__sbx_cgroup_t *cg = open_live("self", 0, 0);
+    size_t v1_groups = 0;
+    for (size_t i = 0; i < cg->group_count; i++)
+        v1_groups += cg->groups[i].version == 1;
+
+    int fds[AN__SBX_CGROUP_SELF_FDS];
+    int count = an__sbx_cgroup_self_attach_fds(cg, fds);
+    assert_int_equal(count, (int)v1_groups);
+
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = an__sbx_cgroup_attach_self(fds, (size_t)count);
+        char byte = rc == 0 ? 'k' : 'e';
+        if (write(ready[1], &byte, 1) != 1)
+            _exit(3);
+        for (;;)
+            pause();
+    }
+    for (int i = 0; i < count; i++)
+        close(fds[i]);
+    char byte = 0;
+    assert_int_equal(read(ready[0], &byte, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+    assert_int_equal(byte, 'k');
+
+    /* Only the v2 groups are left, and the child is already in every v1 group. */
+    assert_int_equal(an__sbx_cgroup_attach(cg, pid), 0);
+    char pid_text[24];
+    snprintf(pid_text, sizeof(pid_text), "%d\n", (int)pid);
+    for (size_t i = 0; i < cg->group_count; i++) {
+        char procs[256];
+        assert_int_equal(an__sbx_cgroup_read(cg->groups[i].dir, "cgroup.procs", procs,
+                                             sizeof(procs)), 0);
+        assert_contains(procs, pid_text);
+    }
+
+    kill(pid, SIGKILL);
+    wait_child(pid);
+    close_and_check_removed(cg);
+}
+
+
 int main(void)
 {
     /* Grandchildren of the live tests are reparented here, to be reaped. */
@@ -790,6 +839,7 @@ int main(void)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(find_mixed_layout),
+        cmocka_unit_test(self_attach_moves_writer),
         cmocka_unit_test(find_pure_v2_layout),
         cmocka_unit_test(find_no_cgroups),
         cmocka_unit_test(find_comounted_subtree_mount),
