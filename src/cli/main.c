@@ -1,9 +1,25 @@
-/* The agentnet command: dispatches to its subcommands. */
+/*
+ * The agentnet command: dispatches to its subcommands. The sandbox commands
+ * are in this executable; the others are in libagentnet-commands.so
+ * (command_module.c).
+ */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "agentnet/common.h"
 #include "cli/commands.h"
+
+/* Commands in libagentnet-commands.so, with the entry point that runs each. */
+static const struct {
+    const char *name;
+    const char *symbol;
+} module_commands[] = {
+    {"serve", "cli_serve"},
+    {"cache", "cli_cache"},
+    {"embed", "cli_embed"},
+    {"model", "cli_model"},
+};
 
 static void print_usage(FILE *out)
 {
@@ -37,16 +53,11 @@ int main(int argc, char **argv)
         print_usage(stdout);
         return 0;
     }
-    if (strcmp(command, "serve") == 0)
-        return cli_serve(argc - 2, argv + 2);
-    if (strcmp(command, "cache") == 0)
-        return cli_cache(argc - 2, argv + 2);
-    if (strcmp(command, "embed") == 0)
-        return cli_embed(argc - 2, argv + 2);
-    if (strcmp(command, "model") == 0)
-        return cli_model(argc - 2, argv + 2);
     if (strcmp(command, "sandbox") == 0)
         return cli_sandbox(argc - 2, argv + 2);
+    for (size_t i = 0; i < sizeof(module_commands) / sizeof(module_commands[0]); i++)
+        if (strcmp(command, module_commands[i].name) == 0)
+            return cli_run_module_command(module_commands[i].symbol, argc - 2, argv + 2);
 
     fprintf(stderr, "agentnet: unknown command \"%s\"; run agentnet --help\n", command);
     return 2;
