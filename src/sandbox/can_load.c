@@ -1,15 +1,13 @@
 /*
  * The load decision: checks every request of a manifest against a policy,
  * default-deny, and narrows the policy to what the manifest asked for. It
- * also verifies the entry file's SHA-256 (OpenSSL EVP). It runs nothing.
+ * also verifies the entry file's SHA-256 (sha256_file.c). It runs nothing.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <openssl/evp.h>
 
 #include "agentnet/common.h"
 #include "agentnet/sandbox.h"
@@ -29,38 +27,6 @@ static void add_reason(an_sandbox_reasons_t *reasons, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reasons->text[reasons->count++], AN_SANDBOX_MAX_REASON_LEN, fmt, ap);
     va_end(ap);
-}
-
-
-int an_sandbox_sha256_file(const char *path, char hex[65], char *err, size_t err_len)
-{
-    FILE *file = fopen(path, "rb");
-    if (!file) {
-        int code = errno == ENOENT ? AN_ENOTFOUND : AN_EIO;
-        snprintf(err, err_len, "cannot open \"%s\" (%s)", path, strerror(errno));
-        return code;
-    }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-    unsigned char block[65536];
-    size_t got;
-    while (ok && (got = fread(block, 1, sizeof(block), file)) > 0)
-        ok = EVP_DigestUpdate(ctx, block, got) == 1;
-    int read_failed = ferror(file);
-    fclose(file);
-
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned digest_len = 0;
-    ok = ok && !read_failed && EVP_DigestFinal_ex(ctx, digest, &digest_len) == 1 &&
-         digest_len == 32;
-    EVP_MD_CTX_free(ctx);
-    if (!ok) {
-        snprintf(err, err_len, "cannot hash \"%s\" (%s)", path,
-                 read_failed ? "read error" : "OpenSSL SHA-256 failed");
-        return AN_EIO;
-    }
-    an_hex_encode(digest, 32, hex);
-    return 0;
 }
 
 
