@@ -17,6 +17,8 @@
 
 #include <jansson.h>
 
+#include <jansson.h>
+
 #include "agentnet/common.h"
 #include "agentnet/event.h"
 #include "agentnet/sandbox.h"
@@ -290,11 +292,39 @@ static void print_summary(const an_sandbox_report_t *r)
 }
 
 
+/*
+ * With --json, a run that could not start still prints one JSON line, so a
+ * caller that parses stdout gets the reason and the exit status.
+ */
+static void print_json_error(const char *message, int status)
+{
+    json_t *object = json_pack("{s:s, s:i}", "error", message, "exit_status", status);
+    char *text = object ? json_dumps(object, JSON_COMPACT) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(object);
+}
+
+
+/* The --json line of a rejected plugin: its reasons joined by "; ". */
+static void print_json_rejection(void)
+{
+    char message[4096];
+    size_t used = (size_t)snprintf(message, sizeof(message), "plugin %s %s rejected: ",
+                                   manifest.name, manifest.version);
+    for (size_t i = 0; i < reasons.count && used < sizeof(message); i++)
+        used += (size_t)snprintf(message + used, sizeof(message) - used, "%s%s",
+                                 i ? "; " : "", reasons.text[i]);
+    print_json_error(message, 2);
+}
+
+
 static void print_usage_help(void)
 {
     printf("Usage: agentnet sandbox run [OPTIONS] -- COMMAND [ARG...]\n"
            "       agentnet sandbox run [OPTIONS] --plugin MANIFEST\n\n");
-    opt_print_help("sandbox run",
+    opt_print_help(NULL,
                    "Runs COMMAND isolated: new namespaces, a read-only root with the level's "
                    "system directories, a private tmpfs workdir (" AN_SANDBOX_WORKDIR
                    ", also HOME) as the current directory, seccomp, rlimits and a cgroup. "
@@ -347,6 +377,8 @@ static int run_command(const run_settings_t *s, const char *const *argv, const c
             status = 127;
         else if (report.exec_errno)
             status = 126;
+        if (s->json)
+            print_json_error(err, status);
         an_sandbox_report_free(&report);
         return status;
     }
@@ -434,6 +466,8 @@ int cli_sandbox_run(int argc, char **argv)
     int status = 2;
     if (s.plugin) {
         rc = resolve_plugin(s.plugin, &plugin_dir);
+        if (rc == 1 && s.json)
+            print_json_rejection();
         if (rc != 0)
             goto done;
         for (size_t i = 0; i < manifest.argc; i++)

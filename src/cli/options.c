@@ -191,6 +191,12 @@ int opt_parse_aliased(const char *command, const opt_t *table, size_t count,
         }
 
         const opt_t *opt = find_flag(table, count, resolve_alias(aliases, alias_count, flag));
+        if (!opt && arg[0] != '-') {
+            fprintf(stderr, "agentnet %s: unexpected argument \"%s\"; options start with -, "
+                    "and a command to run goes after -- (see agentnet %s --help)\n",
+                    command, arg, command);
+            return -1;
+        }
         if (!opt) {
             fprintf(stderr, "agentnet %s: unknown option \"%s\"; see agentnet %s --help\n",
                     command, arg, command);
@@ -219,8 +225,10 @@ void opt_print_help(const char *command, const char *summary, const opt_t *table
 void opt_print_help_aliased(const char *command, const char *summary, const opt_t *table,
                             size_t count, const opt_alias_t *aliases, size_t alias_count)
 {
-    printf("Usage: agentnet %s [OPTIONS]\n\n%s\n\nOptions (flag, then environment variable):\n",
-           command, summary);
+    /* A command that prints its own usage lines first passes NULL. */
+    if (command)
+        printf("Usage: agentnet %s [OPTIONS]\n\n", command);
+    printf("%s\n\nOptions (flag, then environment variable):\n", summary);
     for (size_t i = 0; i < count; i++) {
         const char *alias = NULL;
         for (size_t a = 0; a < alias_count; a++)

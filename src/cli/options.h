@@ -34,6 +34,10 @@ typedef struct {
 int opt_parse(const char *command, const opt_t *table, size_t count, void *settings,
               int argc, char **argv, size_t config_offset);
 
+/*
+ * Prints "Usage: agentnet COMMAND [OPTIONS]", summary and the options. A
+ * command that prints its own usage lines first passes NULL as command.
+ */
 void opt_print_help(const char *command, const char *summary, const opt_t *table, size_t count);
 
 /* A short form of a flag in the same table, such as -m for --model. */

@@ -373,7 +373,9 @@ test('plugin manifest rejected exits 2 with the reasons', () => {
   const plugin = setUpPlugin('permissions:\n  network: loopback\n');
   const result = sandboxRun(['--json', '--plugin', plugin.manifest]);
   assert.equal(result.status, 2);
-  assert.equal(result.stdout, '');
+  const line = JSON.parse(result.stdout);
+  assert.equal(line.exit_status, 2);
+  assert.match(line.error, /^plugin counter 1\.2\.0 rejected: network: the manifest requests loopback/);
   assert.match(result.stderr, /plugin counter 1\.2\.0 rejected:/);
   assert.match(result.stderr, /network: the manifest requests loopback, but the policy allows none/);
   const denied = readEvents().filter((e) => e.action === 'load' && e.outcome === 'denied');
@@ -403,9 +405,19 @@ test('missing command exits 127', () => {
   assert.equal(result.status, 127);
   assert.match(result.stderr, /cannot execute "no-such-command-here" \(No such file or directory\)/);
 
+  const json = sandboxRun(['--json', '--', 'no-such-command-here']);
+  assert.equal(json.status, 127);
+  const line = JSON.parse(json.stdout);
+  assert.equal(line.exit_status, 127);
+  assert.match(line.error, /cannot execute "no-such-command-here"/);
+
   const none = sandboxRun([]);
   assert.equal(none.status, 2);
   assert.match(none.stderr, /no command/);
+
+  const unseparated = sandboxRun(['echo', 'hi']);
+  assert.equal(unseparated.status, 2);
+  assert.match(unseparated.stderr, /unexpected argument "echo".*goes after --/);
 });
 
 test('missing user namespaces reject the run', () => {
