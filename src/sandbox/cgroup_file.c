@@ -4,6 +4,7 @@
  * functions return errno values, because callers decide from them whether a
  * hierarchy is unusable (not writable) or broken.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -12,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "agentnet/log.h"
 #include "sandbox/cgroup_internal.h"
 
 /* Retries for making the run's group when another run removes the shared
@@ -192,6 +195,39 @@ int an__sbx_cgroup_list_has(const char *list, const char *word)
 }
 
 
+/*
+ * Age after which an empty run group counts as left behind by a supervisor
+ * that was killed (SIGKILL gives it no chance to remove its groups).
+ * NOTE: a run longer than this whose processes have just ended has an
+ * empty group for the few milliseconds before its supervisor reads the
+ * counters and removes it, and a sweep in that window would take its
+ * counters away. Non-empty groups are never removed: rmdir fails on them.
+ */
+#define STALE_GROUP_SECONDS 3600
+
+/* Removes the empty run groups in base_dir older than STALE_GROUP_SECONDS, except keep. */
+static void sweep_stale_groups(const char *base_dir, const char *keep)
+{
+    DIR *dir = opendir(base_dir);
+    if (!dir)
+        return;
+    time_t cutoff = time(NULL) - STALE_GROUP_SECONDS;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] == '.' || strcmp(entry->d_name, keep) == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISDIR(st.st_mode) || st.st_mtime > cutoff)
+            continue;
+        if (unlinkat(dirfd(dir), entry->d_name, AT_REMOVEDIR) == 0)
+            an_log(AN_LOG_DEBUG, "sandbox: removed a stale run cgroup", "dir", base_dir,
+                   "run_id", entry->d_name, NULL);
+    }
+    closedir(dir);
+}
+
+
 int an__sbx_cgroup_mkdir(const char *own_dir, const char *run_id,
                          int (*before_run)(const char *base_dir, void *arg), void *arg,
                          an__sbx_cgroup_group_t *group)
@@ -212,8 +248,10 @@ int an__sbx_cgroup_mkdir(const char *own_dir, const char *run_id,
             if (rc != 0)
                 return rc;
         }
-        if (mkdir(group->dir, 0755) == 0)
+        if (mkdir(group->dir, 0755) == 0) {
+            sweep_stale_groups(group->base_dir, run_id);
             return 0;
+        }
         if (errno != ENOENT)
             return errno;
     }

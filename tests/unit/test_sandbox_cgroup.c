@@ -290,6 +290,41 @@ static void setup_failure_removes_group(void **state)
 }
 
 
+/* Groups left by a killed supervisor go at the next open once an hour old; newer ones stay. */
+static void open_sweeps_stale_groups(void **state)
+{
+    char path[512], base[512];
+    snprintf(path, sizeof(path), "%s/sweep", temp_dir);
+    make_dir(path, 0755);
+    snprintf(path, sizeof(path), "%s/sweep/mem", temp_dir);
+    make_dir(path, 0755);
+    snprintf(base, sizeof(base), "%s/sweep/mem/" AN__CGROUP_BASE_NAME, temp_dir);
+    make_dir(base, 0755);
+
+    char stale[600], fresh[600];
+    snprintf(stale, sizeof(stale), "%s/stale-run", base);
+    snprintf(fresh, sizeof(fresh), "%s/fresh-run", base);
+    make_dir(stale, 0755);
+    make_dir(fresh, 0755);
+    struct timespec two_hours_ago[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    assert_int_equal(utimensat(AT_FDCWD, stale, two_hours_ago, 0), 0);
+
+    char root[256];
+    snprintf(root, sizeof(root), "%s/sweep", temp_dir);
+    an__sbx_cgroup_layout_t layout;
+    an__sbx_cgroup_find("35 31 0:32 / /mem rw - cgroup cgroup rw,memory\n", "4:memory:/\n", root,
+                        &layout);
+    an__sbx_cgroup_t *cg;
+    char note[1024];
+    assert_int_equal(
+        an__sbx_cgroup_open_layout(&layout, "run-3", 64 * MB, 0, &cg, note, sizeof(note)), 0);
+    an__sbx_cgroup_close(cg);
+
+    assert_false(path_exists(stale));
+    assert_true(path_exists(fresh));
+}
+
+
 /* What the unprivileged child found, sent back through a pipe. */
 typedef struct {
     int fake_rc;
@@ -847,6 +882,7 @@ int main(void)
         cmocka_unit_test(open_without_cgroups_falls_back),
         cmocka_unit_test(open_rejects_bad_run_id),
         cmocka_unit_test(setup_failure_removes_group),
+        cmocka_unit_test(open_sweeps_stale_groups),
         cmocka_unit_test(unwritable_hierarchy_falls_back),
         cmocka_unit_test(pids_max_stops_fork),
         cmocka_unit_test(memory_limit_oom_kills),
