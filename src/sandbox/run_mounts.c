@@ -142,8 +142,9 @@ static int plan_policy_path(an__sbx_plan_t *plan, const char *path, int writable
                             size_t err_len)
 {
     if (is_reserved(path)) {
-        snprintf(err, err_len, "the policy path \"%s\" lies in /, /work, /proc, /dev "
-                 "or /tmp, which the sandbox provides itself; bind a path outside them", path);
+        snprintf(err, err_len, "the policy path \"%s\" is / or lies in /work, /proc, /dev or "
+                 "/tmp, which the sandbox provides itself; bind a path outside them, such as "
+                 "one under /var/tmp", path);
         return AN_EINVAL;
     }
     struct stat st;
