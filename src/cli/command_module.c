@@ -16,34 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agentnet/dynlib.h"
 #include "cli/commands.h"
 
 #define MODULE_FILE "libagentnet-commands.so"
 
 typedef int (*command_fn_t)(int argc, char **argv);
-
-/* Writes the module's path: AGENTNET_COMMANDS_MODULE, or the executable's directory. */
-static int module_path(char *out, size_t len)
-{
-    const char *override = getenv("AGENTNET_COMMANDS_MODULE");
-    if (override && *override) {
-        snprintf(out, len, "%s", override);
-        return 0;
-    }
-
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return -1;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return -1;
-    *slash = '\0';
-    snprintf(out, len, "%s/%s", exe, MODULE_FILE);
-    return 0;
-}
-
 
 static void print_fix(void)
 {
@@ -56,7 +34,7 @@ static void print_fix(void)
 int cli_run_module_command(const char *symbol, int argc, char **argv)
 {
     char path[PATH_MAX + 64];
-    if (module_path(path, sizeof(path)) != 0) {
+    if (an_dl_module_path("AGENTNET_COMMANDS_MODULE", MODULE_FILE, path, sizeof(path)) != 0) {
         fprintf(stderr, "agentnet: cannot find the directory of this executable in "
                         "/proc/self/exe to load " MODULE_FILE "\n");
         print_fix();

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agentnet/common.h"
+#include "agentnet/dynlib.h"
 #include "embed/blas.h"
 
 #define BLAS_FILE "libopenblas.so.0"
@@ -23,17 +24,6 @@ static struct {
     __typeof__(openblas_set_num_threads) *set_num_threads;
     char error[768];
 } blas = {.once = PTHREAD_ONCE_INIT};
-
-/* Copies dlsym's object pointer into a function pointer. */
-static bool find_symbol(void *handle, const char *name, void *fn, size_t fn_size)
-{
-    void *symbol = dlsym(handle, name);
-    if (!symbol)
-        return false;
-    memcpy(fn, &symbol, fn_size);
-    return true;
-}
-
 
 static void load_blas(void)
 {
@@ -49,8 +39,8 @@ static void load_blas(void)
                  "sudo apt-get install libopenblas0-pthread", dlerror());
         return;
     }
-    if (!find_symbol(handle, "cblas_sgemm", &blas.sgemm, sizeof(blas.sgemm)) ||
-        !find_symbol(handle, "openblas_set_num_threads", &blas.set_num_threads,
+    if (an_dl_symbol(handle, "cblas_sgemm", &blas.sgemm, sizeof(blas.sgemm)) ||
+        an_dl_symbol(handle, "openblas_set_num_threads", &blas.set_num_threads,
                      sizeof(blas.set_num_threads))) {
         snprintf(blas.error, sizeof(blas.error),
                  "embed: the loaded " BLAS_FILE " is not OpenBLAS (%s); install "

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agentnet/dynlib.h"
 #include "embed/cuda/module.h"
 #include "embed/cuda_backend.h"
 
@@ -33,43 +34,10 @@ static struct {
     char error[PATH_MAX + 512];
 } module = {.once = PTHREAD_ONCE_INIT};
 
-/* Writes the module's path: AGENTNET_CUDA_MODULE, or the binary's directory. */
-static int module_path(char *out, size_t len)
-{
-    const char *override = getenv("AGENTNET_CUDA_MODULE");
-    if (override && *override) {
-        snprintf(out, len, "%s", override);
-        return 0;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return -1;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return -1;
-    *slash = '\0';
-    snprintf(out, len, "%s/%s", exe, MODULE_FILE);
-    return 0;
-}
-
-
-/* Looks up one exported function; dlsym's object pointer is copied into a function pointer. */
-static bool find_symbol(void *handle, const char *name, void *fn, size_t fn_size)
-{
-    void *symbol = dlsym(handle, name);
-    if (!symbol)
-        return false;
-    memcpy(fn, &symbol, fn_size);
-    return true;
-}
-
-
 static void load_module(void)
 {
     char path[PATH_MAX + 64];
-    if (module_path(path, sizeof(path)) != 0) {
+    if (an_dl_module_path("AGENTNET_CUDA_MODULE", MODULE_FILE, path, sizeof(path)) != 0) {
         snprintf(module.error, sizeof(module.error),
                  "cannot locate this program's directory to load %s; set "
                  "AGENTNET_CUDA_MODULE to the module's path", MODULE_FILE);
@@ -81,12 +49,12 @@ static void load_module(void)
                  dlerror());
         return;
     }
-    if (!find_symbol(handle, "an__cudamod_device_count", &module.device_count,
+    if (an_dl_symbol(handle, "an__cudamod_device_count", &module.device_count,
                      sizeof(module.device_count)) ||
-        !find_symbol(handle, "an__cudamod_model_upload", &module.model_upload,
+        an_dl_symbol(handle, "an__cudamod_model_upload", &module.model_upload,
                      sizeof(module.model_upload)) ||
-        !find_symbol(handle, "an__cudamod_forward", &module.forward, sizeof(module.forward)) ||
-        !find_symbol(handle, "an__cudamod_model_free", &module.model_free,
+        an_dl_symbol(handle, "an__cudamod_forward", &module.forward, sizeof(module.forward)) ||
+        an_dl_symbol(handle, "an__cudamod_model_free", &module.model_free,
                      sizeof(module.model_free))) {
         snprintf(module.error, sizeof(module.error),
                  "%s is not an AgentNet CUDA module of this version (%s); rebuild it with "

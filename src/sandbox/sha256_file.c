@@ -17,6 +17,7 @@
 #include <openssl/opensslv.h>
 
 #include "agentnet/common.h"
+#include "agentnet/dynlib.h"
 #include "agentnet/sandbox.h"
 
 #define STRINGIFY(x) #x
@@ -37,17 +38,6 @@ static struct {
     char error[512];
 } crypto = {.once = PTHREAD_ONCE_INIT};
 
-/* Copies dlsym's object pointer into a function pointer. */
-static bool find_symbol(void *handle, const char *name, void *fn, size_t fn_size)
-{
-    void *symbol = dlsym(handle, name);
-    if (!symbol)
-        return false;
-    memcpy(fn, &symbol, fn_size);
-    return true;
-}
-
-
 static void load_libcrypto(void)
 {
     void *handle = dlopen(LIBCRYPTO_FILE, RTLD_NOW | RTLD_LOCAL);
@@ -57,15 +47,15 @@ static void load_libcrypto(void)
                  "install libssl3", dlerror());
         return;
     }
-    if (!find_symbol(handle, "EVP_MD_CTX_new", &crypto.md_ctx_new, sizeof(crypto.md_ctx_new)) ||
-        !find_symbol(handle, "EVP_MD_CTX_free", &crypto.md_ctx_free,
+    if (an_dl_symbol(handle, "EVP_MD_CTX_new", &crypto.md_ctx_new, sizeof(crypto.md_ctx_new)) ||
+        an_dl_symbol(handle, "EVP_MD_CTX_free", &crypto.md_ctx_free,
                      sizeof(crypto.md_ctx_free)) ||
-        !find_symbol(handle, "EVP_sha256", &crypto.sha256, sizeof(crypto.sha256)) ||
-        !find_symbol(handle, "EVP_DigestInit_ex", &crypto.digest_init,
+        an_dl_symbol(handle, "EVP_sha256", &crypto.sha256, sizeof(crypto.sha256)) ||
+        an_dl_symbol(handle, "EVP_DigestInit_ex", &crypto.digest_init,
                      sizeof(crypto.digest_init)) ||
-        !find_symbol(handle, "EVP_DigestUpdate", &crypto.digest_update,
+        an_dl_symbol(handle, "EVP_DigestUpdate", &crypto.digest_update,
                      sizeof(crypto.digest_update)) ||
-        !find_symbol(handle, "EVP_DigestFinal_ex", &crypto.digest_final,
+        an_dl_symbol(handle, "EVP_DigestFinal_ex", &crypto.digest_final,
                      sizeof(crypto.digest_final))) {
         snprintf(crypto.error, sizeof(crypto.error),
                  LIBCRYPTO_FILE " lacks an OpenSSL function (%s); reinstall libssl3", dlerror());

@@ -4,9 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
 import { AGENTNET_BIN, makeTempDir, requireBinary, scrubbedEnv } from './lib/gateway.mjs';
 
@@ -192,6 +193,35 @@ test('hash model on cuda exits 1 and names the fix', () => {
   assert.equal(result.status, 1);
   assert.match(result.stderr, /runs on the CPU only/);
   assert.match(result.stderr, /--device cpu or auto/);
+});
+
+const BERT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/bert-tiny/f32');
+const CUDA_MODULE = path.join(path.dirname(AGENTNET_BIN), 'libagentnet-cuda.so');
+
+test('unloadable CUDA module names its path', () => {
+  const env = { AGENTNET_CUDA_MODULE: '/nonexistent/libagentnet-cuda.so' };
+  const cuda = embed(['-m', BERT_DIR, '--device', 'cuda:0'], 'text\n', { env });
+  assert.equal(cuda.status, 1);
+  assert.equal(cuda.stdout.length, 0);
+  if (existsSync(CUDA_MODULE)) {
+    assert.match(cuda.stderr, /cannot load the CUDA back end: \/nonexistent\/libagentnet-cuda\.so/);
+  } else {
+    assert.match(cuda.stderr, /this build has no CUDA back end/);
+  }
+  assert.match(cuda.stderr, /use --device cpu or auto/);
+
+  // auto falls back to the CPU, so the text is still embedded.
+  const auto = embed(['-m', BERT_DIR, '--device', 'auto'], 'text\n', { env });
+  assert.equal(auto.status, 0);
+  assert.equal(parseJsonl(auto.stdout).length, 1);
+});
+
+test('unloadable command module exits 2 with the fix', () => {
+  const result = embed([], 'text\n', { env: { AGENTNET_COMMANDS_MODULE: '/nonexistent/module.so' } });
+  assert.equal(result.status, 2);
+  assert.equal(result.stdout.length, 0);
+  assert.match(result.stderr, /cannot load the command module "\/nonexistent\/module\.so"/);
+  assert.match(result.stderr, /rebuild with make/);
 });
 
 test('bad flag values exit 2', () => {
