@@ -267,7 +267,7 @@ typedef struct {
     int exit_code;
     int signal;       /* the signal that ended the command, 0 when it exited */
     /*
-     * Why the run was stopped, or NULL; a static string. "timeout": the wall
+     * Reason the run was stopped, or NULL (a static string). "timeout": the wall
      * time ran out. "memory": the cgroup's out-of-memory killer ended a
      * process (under RLIMIT_AS alone allocations fail instead, which is no
      * kill). "cpu": SIGXCPU, or the tree's CPU time passed the limit.
@@ -324,11 +324,9 @@ void an_sandbox_report_free(an_sandbox_report_t *report);
 
 /*
  * Formats the report as one JSON object without a newline. Its fields are
- * exit_code (null when a signal ended the command), signal, killed_reason,
- * wall_ms, cpu_ms, peak_rss_kb, stdout and stderr (invalid UTF-8 bytes
- * become U+FFFD), stdout_truncated, stderr_truncated, violations, level,
- * limits (each policy key with value and mechanism) and the other fields of
- * an_sandbox_report_t. Returns a string the caller frees with free(), or
+ * those of an_sandbox_report_t. exit_code is null when a signal ended the
+ * command, invalid UTF-8 bytes in stdout and stderr become U+FFFD, and
+ * limits gives each policy key with its value and mechanism. Returns a string the caller frees with free(), or
  * NULL when out of memory.
  */
 char *an_sandbox_report_json(const an_sandbox_report_t *report);

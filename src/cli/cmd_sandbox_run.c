@@ -449,7 +449,7 @@ int cli_sandbox_run(int argc, char **argv)
         return 2;
     }
     if (!s.plugin && !has_command) {
-        fprintf(stderr, "agentnet sandbox run: no command; run agentnet sandbox run [OPTIONS] "
+        fprintf(stderr, "agentnet sandbox run: missing command; run agentnet sandbox run [OPTIONS] "
                 "-- COMMAND [ARG...], or --plugin MANIFEST\n");
         return 2;
     }

@@ -16,10 +16,10 @@ size_t an__attention_scratch_floats(size_t len, size_t head_dim);
  * an__attention_scratch_floats(len, head_dim) floats, so nothing is
  * allocated here.
  *
- * With AVX2 and FMA and a head_dim that is a multiple of 8, up to 64, the
- * keys are first transposed into scratch, and blocks of query rows go
- * through scores, softmax and the weighted sum of values while their scores
- * are in L1. Other cases use the plain kernels of kernels.h.
+ * With AVX2 and FMA, and a head_dim that is a multiple of 8 up to 64, the
+ * keys are first transposed into scratch. Then each block of query rows
+ * goes through scores, softmax and the weighted sum of values while its
+ * scores are in L1. Other cases use the plain kernels of kernels.h.
  */
 void an__attention_head(size_t len, size_t head_dim, float scale, const float *q,
                         const float *k, const float *v, size_t ld, float *out, size_t ldo,

@@ -1,8 +1,8 @@
 /*
  * Per-run control groups for the sandbox: memory, pids and CPU accounting
- * for the whole sandboxed tree, on cgroup v2 where its controllers are
- * usable and on the v1 hierarchies otherwise (a host may mix both: v2
- * mounted without controllers, memory, pids and cpuacct on v1).
+ * for the whole sandboxed tree. They use cgroup v2 where its controllers
+ * are usable and the v1 hierarchies otherwise. A host may mix both, for
+ * example v2 mounted without controllers and memory, pids and cpuacct on v1.
  *
  * The run's groups are created below the supervisor's own group in each
  * hierarchy (read from /proc/self/cgroup), found through /proc/self/mountinfo.
@@ -20,9 +20,9 @@
 typedef struct an__sbx_cgroup an__sbx_cgroup_t;
 
 /*
- * What enforces or measures each resource, for the report; NULL = nothing.
- * The *_note strings say why a mechanism is NULL (NULL when it is not).
- * All strings live as long as the cgroup.
+ * The mechanism that enforces or measures each resource, for the report, or
+ * NULL for none. Each *_note string gives the reason a mechanism is NULL,
+ * and is NULL when it is not. All strings live as long as the cgroup.
  */
 typedef struct {
     const char *memory; /* "cgroup v2 memory.max" or "cgroup v1 memory.limit_in_bytes" */
@@ -46,8 +46,8 @@ typedef struct {
 /*
  * Creates the groups for one run, named after run_id, with memory_bytes and
  * max_pids as limits (0 = no limit, group still created for accounting).
- * Returns 0 with *out set even when no controller is usable (note then says
- * why, for the report and the log). Negative AN_E* only for AN_EINVAL
+ * Returns 0 with *out set even when no controller is usable, and then note
+ * gives the reason, for the report and the log. Negative AN_E* only for AN_EINVAL
  * (run_id is not 1 to 64 characters of [A-Za-z0-9._-], or starts with a
  * dot), AN_EEXIST (a group for run_id exists already) and AN_ENOMEM, with
  * the message in note. The caller owns *out.
@@ -65,7 +65,7 @@ void an__sbx_cgroup_mechanisms(const an__sbx_cgroup_t *cg, an__sbx_cgroup_mechan
  */
 int an__sbx_cgroup_attach(an__sbx_cgroup_t *cg, pid_t pid);
 
-/* The most descriptors an__sbx_cgroup_self_attach_fds returns. */
+/* Maximum number of descriptors that an__sbx_cgroup_self_attach_fds returns. */
 #define AN__SBX_CGROUP_SELF_FDS 4
 
 /*

@@ -77,7 +77,7 @@ static void make_run_id(char out[33])
 static int check_options(const an_sandbox_run_options_t *o, char *err, size_t err_len)
 {
     if (!o || !o->policy || !o->argv || !o->argv[0] || !o->argv[0][0]) {
-        snprintf(err, err_len, "no command to run; pass the command after --");
+        snprintf(err, err_len, "missing command to run; pass the command after --");
         return AN_EINVAL;
     }
     const an_sandbox_policy_t *p = o->policy;

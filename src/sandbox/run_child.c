@@ -323,8 +323,9 @@ static int exec_command(const an__sbx_plan_t *plan)
 
 /*
  * Code that runs on the command's own stack is not instrumented by
- * AddressSanitizer: before a call that does not return it checks the stack,
- * which it knows only as the thread's, and warns on the command's stderr.
+ * AddressSanitizer. Before a call that does not return, ASan checks the
+ * stack against the thread's recorded bounds, so on this separate stack it
+ * would print a warning into the command's stderr.
  */
 #define ON_COMMAND_STACK __attribute__((no_sanitize_address))
 

@@ -3,8 +3,8 @@
  * output pipes, the seccomp listener, the child's pidfd and the caller's
  * cancel descriptor. Its timeouts come from the run's deadlines: the wall
  * time, the SIGKILL that follows a SIGTERM, and the next cgroup counter
- * read. It enforces the output cap, answers denied system calls, and stops
- * the tree when a limit is reached.
+ * read. It enforces the output cap, replies EPERM to denied system calls,
+ * and stops the tree when a limit is reached.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -98,10 +98,11 @@ static int write_all(int fd, const char *data, size_t len)
 
 
 /*
- * Reads what stream i (0 stdout, 1 stderr) has. Up to max_output_bytes in
- * all are kept, captured or passed on. The first byte past the cap marks
- * the stream truncated and stops the tree. Later bytes are read and
- * dropped, so the writers never block on a full pipe.
+ * Reads the pending output of stream i (0 stdout, 1 stderr). Up to
+ * max_output_bytes in all are kept, captured or passed on. The first byte
+ * past the cap marks the stream truncated and stops the tree. Later bytes
+ * are read and dropped, so the writers do not block on a full pipe while
+ * they are being stopped.
  */
 static void read_stream(an__sbx_run_t *run, int i)
 {

@@ -1,13 +1,13 @@
 /*
  * Seccomp filters for the sandbox levels, built with libseccomp.
  *
- * The filter is built and exported to classic BPF in the supervisor, before
- * the fork, because building allocates; the child only hands the finished
+ * The filter is built and exported to classic BPF in the supervisor before
+ * the fork, because building allocates. The child only hands the finished
  * program to the kernel, which is safe after fork in a threaded process.
  *
  *   sandboxed, restricted  deny list; a denied call is sent to the
  *                          supervisor through user notification, which
- *                          answers EPERM and records it
+ *                          replies EPERM and records it
  *   minimal                allow list; any other call kills the process
  *                          with SIGSYS
  *
@@ -64,7 +64,7 @@ int an__sbx_filter_install(const an__sbx_filter_t *filter);
 
 /*
  * In the supervisor, when the listener is readable: receives one
- * notification, answers it with EPERM and writes what was tried into detail
+ * notification, replies EPERM and writes the attempted call into detail
  * ("ptrace", "ioctl TIOCSTI", "unshare"). Returns 1 when a call was refused
  * and recorded, 0 when the notification went stale (the caller died or was
  * interrupted) or nothing was pending, negative AN_E* on error.

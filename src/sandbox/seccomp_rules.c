@@ -206,9 +206,10 @@ static const char *const clone3_names[] = {"clone3"};
 
 /*
  * Resolves name to this architecture's number. Returns 1 when the syscall
- * exists here, 0 when it exists only on other architectures (nothing to
- * filter), or AN_EINVAL for a name missing from every table: a typo, or a
- * syscall newer than libseccomp, which must not drop a rule silently.
+ * exists here, and 0 when it exists only on other architectures, so there
+ * is nothing to filter. Returns AN_EINVAL for a name missing from every
+ * table (a typo, or a syscall newer than libseccomp), so that no rule is
+ * dropped silently.
  */
 static int resolve(const char *name, int *nr, char *err, size_t err_len)
 {

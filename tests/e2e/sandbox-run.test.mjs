@@ -413,7 +413,7 @@ test('missing command exits 127', () => {
 
   const none = sandboxRun([]);
   assert.equal(none.status, 2);
-  assert.match(none.stderr, /no command/);
+  assert.match(none.stderr, /missing command/);
 
   const unseparated = sandboxRun(['echo', 'hi']);
   assert.equal(unseparated.status, 2);

@@ -310,7 +310,7 @@ static void run_without_command_is_invalid(void **state)
     o.argv = argv;
     char err[256] = "";
     assert_int_equal(an_sandbox_run(&o, &report, err, sizeof(err)), AN_EINVAL);
-    assert_non_null(strstr(err, "no command"));
+    assert_non_null(strstr(err, "missing command"));
     an_sandbox_report_free(&report);
 }
 

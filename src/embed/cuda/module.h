@@ -1,8 +1,8 @@
 /*
- * The functions that libagentnet-cuda.so exports. The main library never
- * links them: src/embed/cuda_loader.c opens the module with dlopen on the
- * first use of a CUDA device, so commands that never touch a GPU do not
- * load the CUDA runtime and cuBLAS (about 100 ms and 200 MB at start).
+ * The functions that libagentnet-cuda.so exports. The main library does not
+ * link them. src/embed/cuda_loader.c opens the module with dlopen on the
+ * first use of a CUDA device, so commands that do not use a GPU skip
+ * loading the CUDA runtime and cuBLAS (about 100 ms and 200 MB at start).
  * Their meaning is that of the an__cuda_* functions in cuda_backend.h.
  */
 #ifndef AGENTNET_EMBED_CUDA_MODULE_H
