@@ -7,8 +7,9 @@
 #    hidden 384, 6 layers, 12 heads, intermediate 1536, vocabulary 30522)
 #    into a temporary directory.
 # 2. build/bench_embed gemm measures the float32 GEMM ceiling: the best
-#    GFLOP/s of a 2048^3 cblas_sgemm with N threads, before and after the
-#    rows.
+#    GFLOP/s of a 2048^3 product with N threads, before and after the rows,
+#    on OpenBLAS's cblas_sgemm and on AgentNet's packed AVX-512 kernel; the
+#    faster one is the ceiling.
 # 3. build/bench_embed and bench/embed/torch_runner.py embed the same token
 #    ids for each row (both define them with the same formulas) and report
 #    their fastest repetition. PyTorch runs with N threads on the OpenMP
@@ -89,17 +90,31 @@ echo "== Writing the MiniLM-shaped random model to $work/model"
 "$python" "$root/scripts/embed/make_fixture.py" --minilm "$work/model"
 
 # Measures the GEMM ceiling and keeps the highest value seen, since other
-# load on the machine only lowers it. Runs before and after the rows.
+# load on the machine only lowers it. Runs before and after the rows. Two
+# products of the same 2048^3 size: OpenBLAS's cblas_sgemm, and AgentNet's
+# packed AVX-512 kernel where the CPU has AVX-512F. The ceiling is the
+# faster of the two.
 ceiling=0
+blas_ceiling=0
+packed_ceiling=none
+max_of() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 measure_ceiling() {
-  local gflops
-  gflops=$("$build_dir/bench_embed" gemm "$threads" | awk '$1 == "gemm" { print $2 }')
-  [ -n "$gflops" ] || die "bench_embed gemm printed no result"
-  echo "  $gflops GFLOP/s"
-  ceiling=$(awk -v a="$gflops" -v b="$ceiling" 'BEGIN { print (a > b ? a : b) }')
+  local out blas packed
+  out=$("$build_dir/bench_embed" gemm "$threads")
+  blas=$(awk '$1 == "gemm" { print $2 }' <<<"$out")
+  packed=$(awk '$1 == "gemm-packed" { print $2 }' <<<"$out")
+  [ -n "$blas" ] && [ -n "$packed" ] || die "bench_embed gemm printed no result: $out"
+  echo "  OpenBLAS cblas_sgemm: $blas GFLOP/s; AgentNet packed kernel: $packed" \
+    "$([ "$packed" = none ] && echo "(no AVX-512F)" || echo GFLOP/s)"
+  blas_ceiling=$(max_of "$blas" "$blas_ceiling")
+  ceiling=$(max_of "$blas" "$ceiling")
+  if [ "$packed" != none ]; then
+    packed_ceiling=$(max_of "$packed" "${packed_ceiling/none/0}")
+    ceiling=$(max_of "$packed" "$ceiling")
+  fi
 }
 
-echo "== Float32 GEMM ceiling ($threads threads, 2048^3 cblas_sgemm, pthread OpenBLAS)"
+echo "== Float32 GEMM ceiling ($threads threads, 2048^3, pthread OpenBLAS and AgentNet's packed kernel)"
 measure_ceiling
 
 declare -A agentnet_rate torch_rate
@@ -181,7 +196,8 @@ echo
 echo "== Summary: best of $rounds round(s), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $threads online CPUs," \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "float32 GEMM ceiling: $ceiling GFLOP/s"
+echo "float32 GEMM ceiling: $ceiling GFLOP/s (OpenBLAS cblas_sgemm $blas_ceiling," \
+  "AgentNet packed kernel $packed_ceiling)"
 echo
 echo "| row | batch | tokens | GFLOP/sentence | AgentNet sent/s | PyTorch sent/s | AgentNet / PyTorch | AgentNet share of ceiling |"
 echo "|---|---:|---|---:|---:|---:|---:|---:|"

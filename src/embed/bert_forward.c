@@ -1,9 +1,10 @@
 /*
  * The packed-batch BERT forward pass. Dense layers are one GEMM each over
  * all tokens of the batch; attention is two small products per sentence and
- * head. The workspace's pool runs all of it: each dense layer is split into
- * single-threaded OpenBLAS calls (or, for few tokens, an__gemm_tokens), so
- * the model's thread count is never exceeded.
+ * head. The workspace's pool runs all of it, so the model's thread count is
+ * never exceeded. With weights packed at load (AVX-512 CPUs), the dense
+ * layers run in bert_packed.c. Otherwise each is split into single-threaded
+ * OpenBLAS calls, or, for few tokens, an__gemm_tokens.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 
 #include "agentnet/common.h"
 #include "embed/attention.h"
+#include "embed/bert_packed.h"
 #include "embed/bert_forward.h"
 #include "embed/blas.h"
 #include "embed/gemm_small.h"
@@ -299,10 +301,20 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
         const an__bert_layer_t *layer = &weights->layers[l];
         float *swap;
 
-        linear(ws->pool, hidden, tokens, h, layer->qkv_weight, layer->qkv_bias, 3 * h, qkv,
-               false, xt);
+        if (weights->packed)
+            an__bert_packed_qkv(ws->pool, cfg, layer, hidden, tokens, qkv);
+        else
+            linear(ws->pool, hidden, tokens, h, layer->qkv_weight, layer->qkv_bias, 3 * h, qkv,
+                   false, xt);
         attend_job_t attention = {cfg, qkv, offsets, scratch, scratch_floats, context};
         an__thread_pool_run(ws->pool, count * cfg->num_attention_heads, attend_task, &attention);
+        if (weights->packed) {
+            /* qkv is free once attention is done, and holds the mid-layer states. */
+            an__bert_packed_after_attention(ws->pool, cfg, layer, hidden, context, tokens, qkv,
+                                            intermediate, spare);
+            swap = hidden, hidden = spare, spare = swap;
+            continue;
+        }
         linear(ws->pool, context, tokens, h, layer->attn_out_weight, layer->attn_out_bias, h,
                spare, false, xt);
         residual_layer_norm(ws->pool, spare, hidden, layer->attn_norm_weight,

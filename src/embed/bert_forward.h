@@ -8,6 +8,7 @@
 #ifndef AGENTNET_EMBED_BERT_FORWARD_H
 #define AGENTNET_EMBED_BERT_FORWARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,8 @@ typedef struct {
     const float *emb_norm_weight;
     const float *emb_norm_bias;
     an__bert_layer_t *layers;         /* [num_hidden_layers] */
+    bool packed;                      /* the layers' four weight matrices are in
+                                         an__gemm_pack()'s layout (bert_packed.c) */
 } an__bert_weights_t;
 
 /*

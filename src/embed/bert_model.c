@@ -15,9 +15,11 @@
 
 #include "agentnet/log.h"
 #include "embed/bert_forward.h"
+#include "embed/bert_packed.h"
 #include "embed/blas.h"
 #include "embed/cuda_backend.h"
 #include "embed/embed_internal.h"
+#include "embed/gemm_packed.h"
 #include "embed/kernels.h"
 #include "embed/safetensors.h"
 #include "embed/st_config.h"
@@ -72,10 +74,13 @@ typedef struct {
     size_t used;
 } arena_cursor_t;
 
+/* Floats per 64-byte cache line: every range starts on a line, as the AVX-512 kernels prefer. */
+#define ARENA_ALIGN_FLOATS 16
+
 static float *arena_take(arena_cursor_t *cursor, size_t floats)
 {
     float *p = cursor->base ? cursor->base + cursor->used : NULL;
-    cursor->used += floats;
+    cursor->used += (floats + ARENA_ALIGN_FLOATS - 1) / ARENA_ALIGN_FLOATS * ARENA_ALIGN_FLOATS;
     return p;
 }
 
@@ -133,7 +138,8 @@ static int load_layer(const an__st_file_t *file, const char *prefix, unsigned in
     char name[160];
     int rc;
 
-    float *qkv_weight = arena_take(cursor, 3 * h * h);
+    /* Dense weights get room for their packed form, which an__bert_pack_weights writes in place. */
+    float *qkv_weight = arena_take(cursor, an__gemm_packed_floats(3 * h, h));
     float *qkv_bias = arena_take(cursor, 3 * h);
     for (int part = 0; part < 3; part++) {
         snprintf(name, sizeof(name), "encoder.layer.%u.attention.self.%s.weight", index,
@@ -167,7 +173,8 @@ static int load_layer(const an__st_file_t *file, const char *prefix, unsigned in
         {"output.LayerNorm.bias", h, 0, &layer->out_norm_bias},
     };
     for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
-        float *dst = arena_take(cursor, parts[p].rows * (parts[p].cols ? parts[p].cols : 1));
+        size_t rows = parts[p].rows, cols = parts[p].cols;
+        float *dst = arena_take(cursor, cols ? an__gemm_packed_floats(rows, cols) : rows);
         snprintf(name, sizeof(name), "encoder.layer.%u.%s", index, parts[p].suffix);
         if ((rc = load_tensor(file, prefix, name, parts[p].rows, parts[p].cols, dst, err,
                               err_len)))
@@ -241,7 +248,7 @@ static int load_weights(bert_backend_t *b, const an__st_file_t *file, char *err,
         return rc;
 
     size_t total = cursor.used;
-    b->arena = malloc(total * sizeof(float));
+    b->arena = aligned_alloc(ARENA_ALIGN_FLOATS * sizeof(float), total * sizeof(float));
     if (!b->arena) {
         snprintf(err, err_len, "embed: %s: cannot allocate %zu MiB for the float32 weights; "
                  "free memory or use a smaller model", file->path,
@@ -643,6 +650,39 @@ static int open_tokenizer(const char *dir, bert_backend_t *b, char *err, size_t 
 }
 
 
+/*
+ * AGENTNET_EMBED_AVX512: unset or 1 runs the encoder on the packed AVX-512
+ * kernels when the CPU has AVX-512F, 0 keeps OpenBLAS and the AVX2 kernels.
+ */
+static int packed_kernels_wanted(bool *wanted, char *err, size_t err_len)
+{
+    const char *setting = getenv("AGENTNET_EMBED_AVX512");
+    if (setting && strcmp(setting, "0") != 0 && strcmp(setting, "1") != 0) {
+        snprintf(err, err_len, "embed: AGENTNET_EMBED_AVX512 is \"%s\"; set it to 1 (use the "
+                 "AVX-512 kernels where the CPU has them, the default) or 0 (use OpenBLAS)",
+                 setting);
+        return AN_EINVAL;
+    }
+    *wanted = (!setting || strcmp(setting, "1") == 0) && an__gemm_packed_supported();
+    return 0;
+}
+
+
+/* Rewrites the dense weights into the packed kernels' layout, in place. */
+static int pack_weights(bert_backend_t *b, char *err, size_t err_len)
+{
+    float *scratch = malloc(an__bert_pack_scratch_floats(&b->config) * sizeof(float));
+    if (!scratch) {
+        snprintf(err, err_len, "embed: cannot allocate memory to prepare the weights; free "
+                 "memory or use a smaller model");
+        return AN_ENOMEM;
+    }
+    an__bert_pack_weights(&b->weights, scratch);
+    free(scratch);
+    return 0;
+}
+
+
 int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, size_t err_len)
 {
     struct stat st;
@@ -696,7 +736,10 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
         (rc = an__cuda_model_upload(&b->weights, cuda_device, b->pipeline.pooling_modes,
                                     b->pipeline.normalize, &b->cuda, err, err_len)))
         goto fail;
-    if (cuda_device < 0 && (rc = an__blas_load(err, err_len)))
+    bool packed = false;
+    if (cuda_device < 0 && ((rc = packed_kernels_wanted(&packed, err, err_len)) ||
+                            (rc = packed ? pack_weights(b, err, err_len)
+                                         : an__blas_load(err, err_len))))
         goto fail;
     if (cuda_device < 0 &&
         an__thread_pool_create(model->opts.threads, &b->workspace.pool) != 0) {

@@ -477,6 +477,42 @@ static void max_seq_length_option_truncates(void **state)
 }
 
 
+/*
+ * AGENTNET_EMBED_AVX512=0 keeps OpenBLAS and the AVX2 kernels even on a CPU
+ * with AVX-512, which the other tests here run on where it has one. Both
+ * must match PyTorch, packed batches and single inputs alike.
+ */
+static void openblas_kernels_match_pytorch(void **state)
+{
+    assert_int_equal(setenv("AGENTNET_EMBED_AVX512", "0", 1), 0);
+    check_committed_variant("f32");
+    an_embed_model_t *model = open_model(FIXTURE_DIR "/f32", NULL);
+    float packed[MAX_INPUTS * HIDDEN], single[MAX_INPUTS * HIDDEN];
+    embed_all_ids(model, packed, NULL);
+    embed_one_at_a_time(model, single);
+    assert_matches_expected("f32", single, PYTORCH_TOLERANCE);
+    assert_rows_close(packed, single, fx.count * HIDDEN, PACKING_TOLERANCE);
+    an_embed_close(model);
+    unsetenv("AGENTNET_EMBED_AVX512");
+}
+
+
+static void avx512_setting_is_checked(void **state)
+{
+    assert_int_equal(setenv("AGENTNET_EMBED_AVX512", "yes", 1), 0);
+    an_embed_options_t opts = an_embed_options_default();
+    opts.device = "cpu";
+    an_embed_model_t *model = NULL;
+    char err[512] = "";
+    int rc = an_embed_open(FIXTURE_DIR "/f32", &opts, &model, err, sizeof(err));
+    unsetenv("AGENTNET_EMBED_AVX512");
+    assert_int_equal(rc, AN_EINVAL);
+    assert_null(model);
+    assert_non_null(strstr(err, "AGENTNET_EMBED_AVX512 is \"yes\""));
+    assert_non_null(strstr(err, "set it to 1"));
+}
+
+
 static void unknown_device_is_rejected(void **state)
 {
     an_embed_options_t opts = an_embed_options_default();
@@ -540,6 +576,8 @@ int main(void)
         cmocka_unit_test(max_seq_length_comes_from_sentence_bert_config),
         cmocka_unit_test(max_seq_length_is_capped_by_positions),
         cmocka_unit_test(max_seq_length_option_truncates),
+        cmocka_unit_test(openblas_kernels_match_pytorch),
+        cmocka_unit_test(avx512_setting_is_checked),
         cmocka_unit_test(unknown_device_is_rejected),
         cmocka_unit_test(token_id_outside_vocab_is_rejected),
         cmocka_unit_test(invalid_utf8_names_the_input),
