@@ -27,6 +27,9 @@
 /* The transposed keys of a longer head would not stay in L1 next to the values. */
 #define FAST_MAX_HEAD_DIM 64
 
+/* Score rows that scratch holds: the AVX-512 kernel's query block of twelve. */
+#define SCRATCH_SCORE_ROWS 12
+
 static size_t round_up16(size_t n)
 {
     return (n + 15) & ~(size_t)15;
@@ -36,9 +39,38 @@ static size_t round_up16(size_t n)
 size_t an__attention_scratch_floats(size_t len, size_t head_dim)
 {
     size_t padded = round_up16(len);
-    size_t fused = 2 * head_dim * padded + QUERY_BLOCK * padded;
+    size_t fused = 2 * head_dim * padded + SCRATCH_SCORE_ROWS * padded;
     size_t plain = len * len;
     return fused > plain ? fused : plain;
+}
+
+
+/* Transposes the keys: kt[d][j] = k[j][d]. The columns from len to padded are zero. */
+void an__attention_transpose_keys(size_t len, size_t padded, size_t head_dim, const float *k,
+                                  size_t ld, float *kt)
+{
+    for (size_t d = 0; d < head_dim; d++) {
+        float *row = kt + d * padded;
+        for (size_t j = 0; j < len; j++)
+            row[j] = k[j * ld + d];
+        for (size_t j = len; j < padded; j++)
+            row[j] = 0.0f;
+    }
+}
+
+
+/*
+ * Copies the head's value rows next to each other. In place they are
+ * 3 * hidden floats apart (4,608 bytes in MiniLM), a stride that maps them
+ * onto a few L1 sets. Read in place, they missed L1 on most passes.
+ */
+void an__attention_pack_values(size_t len, size_t head_dim, const float *v, size_t ld,
+                               float *packed)
+{
+    for (size_t j = 0; j < len; j++) {
+        for (size_t d = 0; d < head_dim; d++)
+            packed[j * head_dim + d] = v[j * ld + d];
+    }
 }
 
 
@@ -56,34 +88,6 @@ static void attention_plain(size_t len, size_t head_dim, float scale, const floa
 
 #define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
 #define AVX2_FUNC __attribute__((target("avx2,fma"))) static
-
-/* Transposes the keys: kt[d][j] = k[j][d]. The columns from len to padded are zero. */
-static void transpose_keys(size_t len, size_t padded, size_t head_dim, const float *k,
-                           size_t ld, float *kt)
-{
-    for (size_t d = 0; d < head_dim; d++) {
-        float *row = kt + d * padded;
-        for (size_t j = 0; j < len; j++)
-            row[j] = k[j * ld + d];
-        for (size_t j = len; j < padded; j++)
-            row[j] = 0.0f;
-    }
-}
-
-
-/*
- * Copies the head's value rows next to each other. In place they are
- * 3 * hidden floats apart (4,608 bytes in MiniLM), a stride that maps them
- * onto a few L1 sets. Read in place, they missed L1 on most passes.
- */
-static void pack_values(size_t len, size_t head_dim, const float *v, size_t ld, float *packed)
-{
-    for (size_t j = 0; j < len; j++) {
-        for (size_t d = 0; d < head_dim; d++)
-            packed[j * head_dim + d] = v[j * ld + d];
-    }
-}
-
 
 /* scores[r][j] = scale * q[r] . k[j] for r < rows and every j below padded. */
 AVX2_INLINE void score_rows(int rows, size_t head_dim, float scale, const float *q, size_t ld,
@@ -193,8 +197,8 @@ AVX2_FUNC void attention_avx2(size_t len, size_t head_dim, float scale, const fl
     float *kt = scratch;
     float *values = kt + head_dim * padded;
     float *scores = values + head_dim * padded;
-    transpose_keys(len, padded, head_dim, k, ld, kt);
-    pack_values(len, head_dim, v, ld, values);
+    an__attention_transpose_keys(len, padded, head_dim, k, ld, kt);
+    an__attention_pack_values(len, head_dim, v, ld, values);
 
     for (size_t i = 0; i < len; i += QUERY_BLOCK) {
         int rows = len - i < QUERY_BLOCK ? (int)(len - i) : QUERY_BLOCK;

@@ -4,6 +4,7 @@
 #ifndef AGENTNET_EMBED_ATTENTION_H
 #define AGENTNET_EMBED_ATTENTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Floats of scratch an__attention_head needs for a sentence of len tokens. */
@@ -24,5 +25,29 @@ size_t an__attention_scratch_floats(size_t len, size_t head_dim);
 void an__attention_head(size_t len, size_t head_dim, float scale, const float *q,
                         const float *k, const float *v, size_t ld, float *out, size_t ldo,
                         float *scratch);
+
+/*
+ * True when an__attention_head_avx512 runs its AVX-512 kernel for heads of
+ * head_dim: a multiple of 16 up to 64, on a CPU with AVX-512F.
+ */
+bool an__attention_avx512_usable(size_t head_dim);
+
+/*
+ * an__attention_head on AVX-512 (attention_avx512.c), with the same
+ * arguments and scratch. Call it only where an__attention_avx512_usable().
+ */
+void an__attention_head_avx512(size_t len, size_t head_dim, float scale, const float *q,
+                               const float *k, const float *v, size_t ld, float *out,
+                               size_t ldo, float *scratch);
+
+/*
+ * Shared by both fused kernels: kt[d][j] = k[j][d] with rows of padded
+ * floats, zero from len on; and the head's value rows copied next to each
+ * other, head_dim floats apart.
+ */
+void an__attention_transpose_keys(size_t len, size_t padded, size_t head_dim, const float *k,
+                                  size_t ld, float *kt);
+void an__attention_pack_values(size_t len, size_t head_dim, const float *v, size_t ld,
+                               float *packed);
 
 #endif

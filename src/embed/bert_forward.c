@@ -233,6 +233,7 @@ typedef struct {
     float *scratch;             /* attention scratch, one slice per pool thread */
     size_t scratch_stride;      /* floats between two threads' slices */
     float *context;
+    bool avx512;                /* use an__attention_head_avx512 */
 } attend_job_t;
 
 
@@ -255,8 +256,12 @@ static void attend_task(void *ctx, size_t task, size_t worker)
     float *scratch = job->scratch + worker * job->scratch_stride;
 
     const float *q = job->qkv + first * stride + head * head_dim;
-    an__attention_head(len, head_dim, scale, q, q + h, q + 2 * h, stride,
-                       job->context + first * h + head * head_dim, h, scratch);
+    float *out = job->context + first * h + head * head_dim;
+    if (job->avx512)
+        an__attention_head_avx512(len, head_dim, scale, q, q + h, q + 2 * h, stride, out, h,
+                                  scratch);
+    else
+        an__attention_head(len, head_dim, scale, q, q + h, q + 2 * h, stride, out, h, scratch);
 }
 
 
@@ -296,6 +301,8 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
     float eps = cfg->layer_norm_eps;
 
     embed_tokens(weights, ids, offsets, count, hidden);
+    /* AGENTNET_EMBED_AVX512=0 leaves the weights unpacked and turns this off too. */
+    bool avx512_attention = weights->packed && an__attention_avx512_usable(head_dim);
 
     for (size_t l = 0; l < cfg->num_hidden_layers; l++) {
         const an__bert_layer_t *layer = &weights->layers[l];
@@ -306,7 +313,8 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
         else
             linear(ws->pool, hidden, tokens, h, layer->qkv_weight, layer->qkv_bias, 3 * h, qkv,
                    false, xt);
-        attend_job_t attention = {cfg, qkv, offsets, scratch, scratch_floats, context};
+        attend_job_t attention = {cfg,     qkv,    offsets,         scratch,
+                                  scratch_floats, context, avx512_attention};
         an__thread_pool_run(ws->pool, count * cfg->num_attention_heads, attend_task, &attention);
         if (weights->packed) {
             /* qkv is free once attention is done, and holds the mid-layer states. */

@@ -14,7 +14,7 @@
 #include "embed/gemm_packed.h"
 #include "embed/kernels.h"
 
-/* Rows per task when a product or the layer tail is split by rows; a multiple of the kernel's 12. */
+/* Rows per task when a product or the layer tail is split by rows (a multiple of 12). */
 #define ROW_CHUNK 48
 
 /* Panel-split products aim for this many tasks per thread, so that uneven tasks even out. */

@@ -13,9 +13,10 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define AN_PACKED_AVX512 1
+#include "embed/simd512.h"
 #endif
 
-/* Rows of x per kernel call: 24 accumulators, two weight vectors and a broadcast fit in 32 registers. */
+/* Rows of x per kernel call: 24 accumulators, two weights and a broadcast fit in 32 registers. */
 #define MAX_ROWS 12
 
 /* Bytes of x one row block may span, so that it stays in L2 while the panels pass. */
@@ -70,31 +71,6 @@ typedef struct {
 } block_args_t;
 
 
-/*
- * e^x for x <= 0, the same formula as exp_nonpositive() in kernels.c: a
- * degree-6 Taylor polynomial of e^r with x = n ln 2 + r, scaled by 2^n.
- */
-__attribute__((target("avx512f"), always_inline)) static inline __m512
-exp_nonpositive_512(__m512 x)
-{
-    const __m512 floor_in = _mm512_set1_ps(-87.0f);
-    __mmask16 underflow = _mm512_cmp_ps_mask(x, floor_in, _CMP_LT_OQ);
-    x = _mm512_max_ps(x, floor_in);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps((__mmask16)~underflow, _mm512_scalef_ps(p, n));
-}
-
-
 /* x * (1 + erf(x / sqrt 2)) / 2 with kernels.c's erf: Abramowitz and Stegun 7.1.26. */
 __attribute__((target("avx512f"), always_inline)) static inline __m512 gelu_512(__m512 x)
 {
@@ -107,7 +83,7 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 gelu_512(
     poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
     poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
     poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
-    __m512 e = exp_nonpositive_512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
+    __m512 e = an__exp_nonpositive_512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
     __m512 erf_abs = _mm512_fnmadd_ps(_mm512_mul_ps(poly, t), e, one);
     /* erf is odd: give it the sign of z. */
     __m512 sign = _mm512_castsi512_ps(

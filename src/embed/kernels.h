@@ -1,8 +1,9 @@
 /*
  * Element-wise and row-wise kernels of the encoder, and the
  * attention-weighted sum of values. The other matrix products are in
- * gemm_packed.c, BLAS, gemm_tokens.c and gemm_small.c. Loops are plain and contiguous so the compiler vectorises
- * them, and none of them allocates or starts threads.
+ * gemm_packed.c, BLAS, gemm_tokens.c and gemm_small.c. Loops are plain and
+ * contiguous so the compiler vectorises them, and none of them allocates or
+ * starts threads.
  */
 #ifndef AGENTNET_EMBED_KERNELS_H
 #define AGENTNET_EMBED_KERNELS_H

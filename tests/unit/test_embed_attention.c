@@ -6,6 +6,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,8 +51,11 @@ static void reference_row(size_t len, size_t head_dim, double scale, const float
 }
 
 
-/* Runs one case and returns the largest absolute difference from the reference. */
-static double attention_error(size_t len, size_t head_dim)
+/*
+ * Runs one case and returns the largest absolute difference from the
+ * reference, through an__attention_head_avx512 when wide is set.
+ */
+static double attention_error(size_t len, size_t head_dim, bool wide)
 {
     size_t ld = 3 * head_dim + 5; /* q, k and v side by side, plus a gap, as in the QKV buffer */
     size_t ldo = head_dim + 3;
@@ -68,8 +72,12 @@ static double attention_error(size_t len, size_t head_dim)
     for (size_t i = 0; i < len * ld; i++)
         qkv[i] = next_value(&state);
     float scale = 1.0f / sqrtf((float)head_dim);
-    an__attention_head(len, head_dim, scale, qkv, qkv + head_dim, qkv + 2 * head_dim, ld, out,
-                       ldo, scratch);
+    if (wide)
+        an__attention_head_avx512(len, head_dim, scale, qkv, qkv + head_dim, qkv + 2 * head_dim,
+                                  ld, out, ldo, scratch);
+    else
+        an__attention_head(len, head_dim, scale, qkv, qkv + head_dim, qkv + 2 * head_dim, ld,
+                           out, ldo, scratch);
 
     double worst = 0;
     for (size_t i = 0; i < len; i++) {
@@ -96,12 +104,37 @@ static void matches_reference_all_shapes(void **state)
     const size_t lengths[] = {1, 2, 5, 6, 7, 13, 16, 17, 31, 64, 100, 129};
     for (size_t h = 0; h < sizeof(head_dims) / sizeof(head_dims[0]); h++) {
         for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
-            double error = attention_error(lengths[l], head_dims[h]);
+            double error = attention_error(lengths[l], head_dims[h], false);
             if (error > 2e-6)
                 fail_msg("head_dim %zu, len %zu: largest difference %.3g, limit 2e-6",
                          head_dims[h], lengths[l], error);
         }
     }
+}
+
+
+static void avx512_matches_reference_all_shapes(void **state)
+{
+    (void)state;
+    if (!an__attention_avx512_usable(32)) {
+        print_message("this CPU has no AVX-512F, so the encoder does not use this kernel\n");
+        skip();
+        return;
+    }
+    const size_t head_dims[] = {16, 32, 48, 64};
+    const size_t lengths[] = {1, 2, 11, 12, 13, 16, 17, 24, 31, 32, 33, 48, 100, 129, 256};
+    for (size_t h = 0; h < sizeof(head_dims) / sizeof(head_dims[0]); h++) {
+        assert_true(an__attention_avx512_usable(head_dims[h]));
+        for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
+            double error = attention_error(lengths[l], head_dims[h], true);
+            if (error > 2e-6)
+                fail_msg("AVX-512, head_dim %zu, len %zu: largest difference %.3g, limit 2e-6",
+                         head_dims[h], lengths[l], error);
+        }
+    }
+    assert_false(an__attention_avx512_usable(8));
+    assert_false(an__attention_avx512_usable(40));
+    assert_false(an__attention_avx512_usable(80));
 }
 
 
@@ -122,6 +155,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matches_reference_all_shapes),
+        cmocka_unit_test(avx512_matches_reference_all_shapes),
         cmocka_unit_test(single_token_returns_its_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
