@@ -258,6 +258,36 @@ static void report_batch_error(an_embed_model_t *model, const embed_input_t *inp
 }
 
 
+/* Lines longer than the model's max_seq_length, which the model cut. */
+typedef struct {
+    size_t count;
+    size_t first_line;          /* 1-based; 0 while count is 0 */
+} truncation_t;
+
+
+static void count_truncated(truncation_t *cut, const an_embed_info_t *info, size_t first,
+                            size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!info[i].truncated)
+            continue;
+        if (cut->count++ == 0)
+            cut->first_line = first + i + 1;
+    }
+}
+
+
+/* One notice on stderr, as the gateway's usage.truncated_inputs reports it. */
+static void report_truncated(const truncation_t *cut, unsigned max_seq_length)
+{
+    if (cut->count == 0)
+        return;
+    fprintf(stderr, "agentnet embed: %zu line%s longer than the model's max_seq_length (%u "
+            "tokens, [CLS] and [SEP] included) and cut to it; the first is line %zu\n",
+            cut->count, cut->count == 1 ? " was" : "s were", max_seq_length, cut->first_line);
+}
+
+
 /* Embeds every line batch by batch and writes each batch as it is done. */
 static int embed_and_write(an_embed_model_t *model, const embed_input_t *input,
                            const embed_settings_t *s, FILE *out, const char *out_name)
@@ -265,27 +295,35 @@ static int embed_and_write(an_embed_model_t *model, const embed_input_t *input,
     size_t dims = an_embed_dims(model);
     int npy = strcmp(s->format, "npy") == 0;
     float *vectors = calloc((size_t)s->batch_size * dims, sizeof(float));
-    if (!vectors) {
+    an_embed_info_t *info = calloc(s->batch_size, sizeof(*info));
+    if (!vectors || !info) {
         fprintf(stderr, "agentnet embed: out of memory for a batch of %u texts of %zu floats; "
                 "pass a smaller --batch-size\n", s->batch_size, dims);
+        free(vectors);
+        free(info);
         return -1;
     }
+    truncation_t cut = {0, 0};
 
     if (npy && embed_write_npy_header(out, input->count, dims) != 0)
         goto write_failed;
 
+    /* Vectors printed on the terminal would land on the bar's line, and show progress anyway. */
+    int to_terminal = isatty(STDERR_FILENO) && !(out == stdout && isatty(STDOUT_FILENO));
     embed_progress_t progress;
-    embed_progress_start(&progress, isatty(STDERR_FILENO), input->count);
+    embed_progress_start(&progress, to_terminal, input->count);
     for (size_t first = 0; first < input->count; first += s->batch_size) {
         size_t n = input->count - first < s->batch_size ? input->count - first : s->batch_size;
         char err[1024];
         if (an_embed_texts(model, input->texts + first, input->lengths + first, n, vectors,
-                           NULL, NULL, NULL, err, sizeof(err)) != 0) {
+                           info, NULL, NULL, err, sizeof(err)) != 0) {
             embed_progress_finish(&progress);
             report_batch_error(model, input, first, n, vectors, err);
             free(vectors);
+            free(info);
             return -1;
         }
+        count_truncated(&cut, info, first, n);
         int rc = npy ? embed_write_npy_data(out, vectors, n, dims)
                      : embed_write_jsonl(out, vectors, n, dims);
         if (rc != 0) {
@@ -295,12 +333,15 @@ static int embed_and_write(an_embed_model_t *model, const embed_input_t *input,
         embed_progress_update(&progress, first + n);
     }
     embed_progress_finish(&progress);
+    report_truncated(&cut, an_embed_max_seq_length(model));
     free(vectors);
+    free(info);
     return 0;
 
 write_failed:
     fprintf(stderr, "agentnet embed: writing %s failed: %s\n", out_name, strerror(errno));
     free(vectors);
+    free(info);
     return -1;
 }
 
@@ -311,7 +352,11 @@ static void print_help(void)
         "embed",
         "Embeds each input line as one text and writes the vectors in input order. Every line "
         "is a text,\nempty lines included; a final newline starts no text, and CRLF line ends "
-        "are read as LF.\nA progress bar is drawn on stderr when it is a terminal.",
+        "are read as LF.\nA progress bar is drawn on stderr when it is a terminal and the "
+        "vectors do not go to one.\nLines longer than the model's max_seq_length are cut to it, "
+        "and a notice on stderr counts them.\nAGENTNET_EMBED_AVX512=0 runs a directory model on "
+        "OpenBLAS even where the CPU has AVX-512\n(default 1: AgentNet's AVX-512 kernels where "
+        "the CPU has them).",
         embed_options, EMBED_OPTION_COUNT, embed_aliases, EMBED_ALIAS_COUNT);
 }
 

@@ -216,6 +216,19 @@ test('unloadable CUDA module names its path', () => {
   assert.equal(parseJsonl(auto.stdout).length, 1);
 });
 
+test('lines cut to max_seq_length are counted on stderr', () => {
+  const long = 'hello world '.repeat(500);
+  const result = embed(['-m', BERT_DIR, '--device', 'cpu'], `short\n${long}\n${long}\nend\n`);
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(parseJsonl(result.stdout).length, 4);
+  assert.match(result.stderr,
+    /2 lines were longer than the model's max_seq_length \(\d+ tokens, \[CLS\] and \[SEP\] included\) and cut to it; the first is line 2\n/);
+
+  const fits = embed(['-m', BERT_DIR, '--device', 'cpu'], 'short\nlines only\n');
+  assert.equal(fits.status, 0, fits.stderr);
+  assert.doesNotMatch(fits.stderr, /max_seq_length/);
+});
+
 test('unloadable command module exits 2 with the fix', () => {
   const result = embed([], 'text\n', { env: { AGENTNET_COMMANDS_MODULE: '/nonexistent/module.so' } });
   assert.equal(result.status, 2);
@@ -280,4 +293,22 @@ test('progress bar on a terminal shows rate and time left', () => {
   assert.match(result.stdout, /\d+(s|m\d\ds|h\d\dm) left/);
   assert.match(result.stdout, /\r\x1b\[K$/, 'the bar is cleared at the end');
   assert.deepEqual(parseNpy(readFileSync(output)).shape, [200000, DEFAULT_DIMS]);
+});
+
+test('no progress bar when the vectors go to the same terminal', () => {
+  const dir = makeTempDir();
+  const input = path.join(dir, 'texts.txt');
+  writeFileSync(input, 'alpha beta gamma\n'.repeat(300000));
+  const quote = (s) => `'${s.replace(/'/g, "'\\''")}'`;
+  const command = [AGENTNET_BIN, 'embed', '-m', 'hash:8', '-i', input, '--batch-size', '10']
+    .map(quote).join(' ');
+  const result = spawnSync('script', ['-qec', command, '/dev/null'], {
+    env: scrubbedEnv(),
+    encoding: 'utf8',
+    timeout: 60000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  assert.equal(result.status, 0, `script exited ${result.status}`);
+  assert.doesNotMatch(result.stdout, /texts\/s/);
+  assert.equal(result.stdout.trim().split(/\r?\n/).length, 300000);
 });
