@@ -264,7 +264,9 @@ def write_minilm(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minilm", metavar="DIR",
-                        help="write the MiniLM-shaped benchmark model into DIR instead")
+                        help="write the MiniLM-shaped benchmark model into DIR instead; its "
+                        "vocabulary has no real words (only w5, w6, ...), so English text "
+                        "becomes [UNK] tokens")
     args = parser.parse_args()
     if args.minilm:
         return write_minilm(args.minilm)

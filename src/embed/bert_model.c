@@ -300,7 +300,8 @@ static int resolve_device(an_embed_model_t *model, int *cuda_device, char *err, 
         return 0;
     }
     if (strcmp(device, "auto") == 0) {
-        if (an__cuda_device_count(why, sizeof(why)) > 0) {
+        if (an__cuda_driver_present(why, sizeof(why)) &&
+            an__cuda_device_count(why, sizeof(why)) > 0) {
             *cuda_device = 0;
             snprintf(model->device, sizeof(model->device), "cuda:0");
             return 0;
@@ -651,12 +652,15 @@ static int open_tokenizer(const char *dir, bert_backend_t *b, char *err, size_t 
 
 
 /*
- * AGENTNET_EMBED_AVX512: unset or 1 runs the encoder on the packed AVX-512
- * kernels when the CPU has AVX-512F, 0 keeps OpenBLAS and the AVX2 kernels.
+ * AGENTNET_EMBED_AVX512: unset, empty or 1 runs the encoder on the packed
+ * AVX-512 kernels when the CPU has AVX-512F, 0 keeps OpenBLAS and the AVX2
+ * kernels.
  */
 static int packed_kernels_wanted(bool *wanted, char *err, size_t err_len)
 {
     const char *setting = getenv("AGENTNET_EMBED_AVX512");
+    if (setting && !*setting)
+        setting = NULL;
     if (setting && strcmp(setting, "0") != 0 && strcmp(setting, "1") != 0) {
         snprintf(err, err_len, "embed: AGENTNET_EMBED_AVX512 is \"%s\"; set it to 1 (use the "
                  "AVX-512 kernels where the CPU has them, the default) or 0 (use OpenBLAS)",

@@ -9,6 +9,7 @@
 #ifndef AGENTNET_EMBED_CUDA_BACKEND_H
 #define AGENTNET_EMBED_CUDA_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,14 @@ typedef struct an__cuda_model an__cuda_model_t;
  * driver or GPU on this machine".
  */
 int an__cuda_device_count(char *why, size_t why_len);
+
+/*
+ * True when this machine shows a way to reach an NVIDIA driver: one of
+ * /dev/nvidiactl, /proc/driver/nvidia/version or WSL 2's /dev/dxg. Unlike
+ * an__cuda_device_count it loads nothing, so "auto" on a machine without a
+ * GPU never maps the CUDA libraries. Otherwise why gets the reason.
+ */
+bool an__cuda_driver_present(char *why, size_t why_len);
 
 /*
  * Copies every weight of w to device, and prepares the pooling that the
@@ -63,6 +72,11 @@ static inline int an__cuda_device_count(char *why, size_t why_len)
     if (why)
         snprintf(why, why_len, "this build has no CUDA back end");
     return 0;
+}
+
+static inline bool an__cuda_driver_present(char *why, size_t why_len)
+{
+    return an__cuda_device_count(why, why_len) > 0;
 }
 
 static inline int an__cuda_model_upload(const an__bert_weights_t *w, int device,

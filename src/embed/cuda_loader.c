@@ -73,6 +73,20 @@ static bool module_loaded(void)
 }
 
 
+bool an__cuda_driver_present(char *why, size_t why_len)
+{
+    static const char *const paths[] = {"/dev/nvidiactl", "/proc/driver/nvidia/version",
+                                        "/dev/dxg"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+        if (access(paths[i], F_OK) == 0)
+            return true;
+    if (why)
+        snprintf(why, why_len, "no NVIDIA driver: none of /dev/nvidiactl, "
+                 "/proc/driver/nvidia/version and /dev/dxg exists");
+    return false;
+}
+
+
 int an__cuda_device_count(char *why, size_t why_len)
 {
     if (!module_loaded()) {

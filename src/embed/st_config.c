@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "agentnet/common.h"
+#include "agentnet/log.h"
 #include "embed/st_config.h"
 
 /* Reads path as a JSON object; AN_ENOTFOUND when the file does not exist. */
@@ -76,6 +77,15 @@ int an__bert_config_load(const char *dir, an__bert_config_t *config, char *err, 
         return rc;
 
     memset(config, 0, sizeof(*config));
+    /* Checked first: other model types lack BERT's keys, and "hidden_size is missing" misleads. */
+    json_t *type = json_object_get(root, "model_type");
+    if (type && (!json_is_string(type) || strcmp(json_string_value(type), "bert") != 0)) {
+        snprintf(err, err_len, "embed: %s: model_type %s is not supported; the encoder runs BERT "
+                 "models (model_type \"bert\"), such as all-MiniLM-L6-v2", path,
+                 json_is_string(type) ? json_string_value(type) : "(not a string)");
+        rc = AN_EINVAL;
+        goto out;
+    }
     if ((rc = get_positive(path, root, "hidden_size", 0, &config->hidden_size, err, err_len)) ||
         (rc = get_positive(path, root, "num_hidden_layers", 0, &config->num_hidden_layers, err,
                            err_len)) ||
@@ -215,6 +225,9 @@ static int load_modules(const char *dir, unsigned hidden_size, an__st_pipeline_t
             snprintf(err, err_len, "embed: cannot open %s (%s)", path, strerror(errno));
             return AN_EIO;
         }
+        /* What sentence-transformers does for a plain Hugging Face model directory. */
+        an_log(AN_LOG_INFO, "modules.json not found; using mean pooling without normalisation",
+               "path", path, NULL);
         pipeline->pooling_modes = AN__POOL_MEAN;
         return 0;
     }

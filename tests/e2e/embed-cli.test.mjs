@@ -214,6 +214,12 @@ test('unloadable CUDA module names its path', () => {
   const auto = embed(['-m', BERT_DIR, '--device', 'auto'], 'text\n', { env });
   assert.equal(auto.status, 0);
   assert.equal(parseJsonl(auto.stdout).length, 1);
+  // Without a driver, auto does not even try to load the module.
+  const driver = ['/dev/nvidiactl', '/proc/driver/nvidia/version', '/dev/dxg'].some(existsSync);
+  if (!driver && existsSync(CUDA_MODULE)) {
+    assert.match(auto.stderr, /using the CPU reason=no NVIDIA driver: none of \/dev\/nvidiactl/);
+    assert.doesNotMatch(auto.stderr, /cannot load the CUDA back end/);
+  }
 });
 
 test('lines cut to max_seq_length are counted on stderr', () => {

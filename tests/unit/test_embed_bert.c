@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "agentnet/embed.h"
+#include "embed/gemm_packed.h"
 
 #define FIXTURE_DIR AN_FIXTURES_DIR "/bert-tiny"
 #define HIDDEN 32
@@ -497,6 +498,33 @@ static void openblas_kernels_match_pytorch(void **state)
 }
 
 
+/*
+ * On the AVX-512 path every output is summed in the same order whichever
+ * rows share a product, so batching and threads leave the bits unchanged.
+ */
+static void avx512_vectors_do_not_depend_on_batching(void **state)
+{
+    if (!an__gemm_packed_supported()) {
+        print_message("this CPU has no AVX-512F, so the encoder runs on OpenBLAS\n");
+        skip();
+        return;
+    }
+    an_embed_options_t opts = an_embed_options_default();
+    opts.batch_size = 1;
+    opts.threads = 1;
+    an_embed_model_t *one = open_model(FIXTURE_DIR "/f32", &opts);
+    opts.batch_size = 32;
+    opts.threads = 2;
+    an_embed_model_t *many = open_model(FIXTURE_DIR "/f32", &opts);
+    float a[MAX_INPUTS * HIDDEN], b[MAX_INPUTS * HIDDEN];
+    embed_all_ids(one, a, NULL);
+    embed_all_ids(many, b, NULL);
+    assert_memory_equal(a, b, fx.count * HIDDEN * sizeof(float));
+    an_embed_close(one);
+    an_embed_close(many);
+}
+
+
 static void avx512_setting_is_checked(void **state)
 {
     assert_int_equal(setenv("AGENTNET_EMBED_AVX512", "yes", 1), 0);
@@ -510,6 +538,13 @@ static void avx512_setting_is_checked(void **state)
     assert_null(model);
     assert_non_null(strstr(err, "AGENTNET_EMBED_AVX512 is \"yes\""));
     assert_non_null(strstr(err, "set it to 1"));
+
+    /* Empty counts as unset. */
+    assert_int_equal(setenv("AGENTNET_EMBED_AVX512", "", 1), 0);
+    rc = an_embed_open(FIXTURE_DIR "/f32", &opts, &model, err, sizeof(err));
+    unsetenv("AGENTNET_EMBED_AVX512");
+    assert_int_equal(rc, 0);
+    an_embed_close(model);
 }
 
 
@@ -578,6 +613,7 @@ int main(void)
         cmocka_unit_test(max_seq_length_option_truncates),
         cmocka_unit_test(openblas_kernels_match_pytorch),
         cmocka_unit_test(avx512_setting_is_checked),
+        cmocka_unit_test(avx512_vectors_do_not_depend_on_batching),
         cmocka_unit_test(unknown_device_is_rejected),
         cmocka_unit_test(token_id_outside_vocab_is_rejected),
         cmocka_unit_test(invalid_utf8_names_the_input),

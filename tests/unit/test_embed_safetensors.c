@@ -371,6 +371,44 @@ static void missing_config_key_is_named(void **state)
 }
 
 
+/* Sets one key of the copy's config.json to a JSON value given as text. */
+static void set_config_key(const char *key, const char *json_value)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/config.json", model_dir);
+    json_t *config = json_load_file(path, 0, NULL);
+    assert_non_null(config);
+    json_object_set_new(config, key, json_loads(json_value, JSON_DECODE_ANY, NULL));
+    assert_int_equal(json_dump_file(config, path, 0), 0);
+    json_decref(config);
+}
+
+
+static void other_model_type_is_named(void **state)
+{
+    set_config_key("model_type", "\"xlm-roberta\"");
+    const char *err = open_fails(AN_EINVAL);
+    assert_contains(err, "config.json: model_type xlm-roberta is not supported");
+    assert_contains(err, "model_type \"bert\"");
+}
+
+
+static void unsupported_activation_is_named(void **state)
+{
+    set_config_key("hidden_act", "\"gelu_new\"");
+    const char *err = open_fails(AN_EINVAL);
+    assert_contains(err, "hidden_act gelu_new is not supported");
+}
+
+
+static void relative_positions_are_named(void **state)
+{
+    set_config_key("position_embedding_type", "\"relative_key\"");
+    const char *err = open_fails(AN_EINVAL);
+    assert_contains(err, "position_embedding_type relative_key is not supported");
+}
+
+
 static void pytorch_bin_only_names_conversion(void **state)
 {
     char path[256];
@@ -518,6 +556,9 @@ int main(void)
         CASE(missing_config_is_named),
         CASE(corrupt_config_is_named),
         CASE(missing_config_key_is_named),
+        CASE(other_model_type_is_named),
+        CASE(unsupported_activation_is_named),
+        CASE(relative_positions_are_named),
         CASE(pytorch_bin_only_names_conversion),
         CASE(missing_safetensors_is_named),
         CASE(missing_model_dir_is_named),
