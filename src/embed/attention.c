@@ -46,8 +46,8 @@ size_t an__attention_scratch_floats(size_t len, size_t head_dim)
 
 
 /* Transposes the keys: kt[d][j] = k[j][d]. The columns from len to padded are zero. */
-void an__attention_transpose_keys(size_t len, size_t padded, size_t head_dim, const float *k,
-                                  size_t ld, float *kt)
+static void transpose_keys(size_t len, size_t padded, size_t head_dim, const float *k,
+                           size_t ld, float *kt)
 {
     for (size_t d = 0; d < head_dim; d++) {
         float *row = kt + d * padded;
@@ -64,12 +64,37 @@ void an__attention_transpose_keys(size_t len, size_t padded, size_t head_dim, co
  * 3 * hidden floats apart (4,608 bytes in MiniLM), a stride that maps them
  * onto a few L1 sets. Read in place, they missed L1 on most passes.
  */
-void an__attention_pack_values(size_t len, size_t head_dim, const float *v, size_t ld,
-                               float *packed)
+static void pack_values(size_t len, size_t head_dim, const float *v, size_t ld, float *packed)
 {
     for (size_t j = 0; j < len; j++) {
         for (size_t d = 0; d < head_dim; d++)
             packed[j * head_dim + d] = v[j * ld + d];
+    }
+}
+
+
+void an__attention_fused(const an__attention_kernels_t *kernels, size_t len, size_t head_dim,
+                         float scale, const float *q, const float *k, const float *v, size_t ld,
+                         float *out, size_t ldo, float *scratch)
+{
+    size_t padded = round_up16(len);
+    float *kt = scratch;
+    float *values = kt + head_dim * padded;
+    float *scores = values + head_dim * padded;
+    size_t block = (size_t)kernels->query_block;
+    transpose_keys(len, padded, head_dim, k, ld, kt);
+    pack_values(len, head_dim, v, ld, values);
+
+    for (size_t i = 0; i < len; i += block) {
+        int rows = len - i < block ? (int)(len - i) : (int)block;
+        kernels->scores(rows, head_dim, scale, q + i * ld, ld, kt, padded, scores);
+        for (int r = 0; r < rows; r++)
+            kernels->softmax(scores + (size_t)r * padded, len);
+        for (size_t c = 0; c < head_dim; c += kernels->columns) {
+            int vecs = head_dim - c >= kernels->columns ? 2 : 1;
+            kernels->values(rows, vecs, len, scores, padded, values + c, head_dim,
+                            out + i * ldo + c, ldo);
+        }
     }
 }
 
@@ -189,30 +214,14 @@ AVX2_FUNC void value_block(int rows, int vecs, size_t len, const float *p, size_
 }
 
 
-AVX2_FUNC void attention_avx2(size_t len, size_t head_dim, float scale, const float *q,
-                              const float *k, const float *v, size_t ld, float *out,
-                              size_t ldo, float *scratch)
+static void softmax_row(float *row, size_t len)
 {
-    size_t padded = round_up16(len);
-    float *kt = scratch;
-    float *values = kt + head_dim * padded;
-    float *scores = values + head_dim * padded;
-    an__attention_transpose_keys(len, padded, head_dim, k, ld, kt);
-    an__attention_pack_values(len, head_dim, v, ld, values);
-
-    for (size_t i = 0; i < len; i += QUERY_BLOCK) {
-        int rows = len - i < QUERY_BLOCK ? (int)(len - i) : QUERY_BLOCK;
-        score_block(rows, head_dim, scale, q + i * ld, ld, kt, padded, scores);
-        for (int r = 0; r < rows; r++)
-            an__softmax_rows(scores + (size_t)r * padded, 1, len);
-        for (size_t c = 0; c < head_dim; c += 16) {
-            int vecs = head_dim - c >= 16 ? 2 : 1;
-            value_block(rows, vecs, len, scores, padded, values + c, head_dim,
-                        out + i * ldo + c, ldo);
-        }
-    }
+    an__softmax_rows(row, 1, len);
 }
 
+
+static const an__attention_kernels_t avx2_kernels = {QUERY_BLOCK, 16, score_block, softmax_row,
+                                                     value_block};
 
 static int cpu_has_avx2_fma(void)
 {
@@ -228,7 +237,7 @@ void an__attention_head(size_t len, size_t head_dim, float scale, const float *q
 {
 #ifdef AN_ATTENTION_AVX2
     if (head_dim % 8 == 0 && head_dim <= FAST_MAX_HEAD_DIM && cpu_has_avx2_fma()) {
-        attention_avx2(len, head_dim, scale, q, k, v, ld, out, ldo, scratch);
+        an__attention_fused(&avx2_kernels, len, head_dim, scale, q, k, v, ld, out, ldo, scratch);
         return;
     }
 #endif

@@ -41,13 +41,27 @@ void an__attention_head_avx512(size_t len, size_t head_dim, float scale, const f
                                size_t ldo, float *scratch);
 
 /*
- * Shared by both fused kernels: kt[d][j] = k[j][d] with rows of padded
- * floats, zero from len on; and the head's value rows copied next to each
- * other, head_dim floats apart.
+ * The blocks one instruction set gives the fused kernel: scores of a block
+ * of query rows against the transposed keys, softmax of one row, and the
+ * weighted sum of the packed values for one or two vectors of columns.
  */
-void an__attention_transpose_keys(size_t len, size_t padded, size_t head_dim, const float *k,
-                                  size_t ld, float *kt);
-void an__attention_pack_values(size_t len, size_t head_dim, const float *v, size_t ld,
-                               float *packed);
+typedef struct {
+    int query_block;    /* query rows per block, at most 12 */
+    size_t columns;     /* value columns of two vectors */
+    void (*scores)(int rows, size_t head_dim, float scale, const float *q, size_t ld,
+                   const float *kt, size_t padded, float *out);
+    void (*softmax)(float *row, size_t len);
+    void (*values)(int rows, int vecs, size_t len, const float *p, size_t ldp, const float *v,
+                   size_t ldv, float *out, size_t ldo);
+} an__attention_kernels_t;
+
+/*
+ * an__attention_head's fused form on the given blocks: transposes the keys
+ * and packs the values into scratch, then takes each block of query rows
+ * through scores, softmax and values while its scores are in L1.
+ */
+void an__attention_fused(const an__attention_kernels_t *kernels, size_t len, size_t head_dim,
+                         float scale, const float *q, const float *k, const float *v, size_t ld,
+                         float *out, size_t ldo, float *scratch);
 
 #endif

@@ -32,12 +32,6 @@ bool an__attention_avx512_usable(size_t head_dim)
 }
 
 
-static size_t round_up16(size_t n)
-{
-    return (n + 15) & ~(size_t)15;
-}
-
-
 /*
  * The accumulators are named variables, one pair per query row: in the
  * AVX2 kernel, GCC 12 kept an array of them on the stack.
@@ -199,28 +193,14 @@ AVX512_FUNC void value_block(int rows, int vecs, size_t len, const float *p, siz
 }
 
 
+static const an__attention_kernels_t avx512_kernels = {WIDE_QUERY_BLOCK, 32, score_block,
+                                                       softmax_row, value_block};
+
 void an__attention_head_avx512(size_t len, size_t head_dim, float scale, const float *q,
                                const float *k, const float *v, size_t ld, float *out,
                                size_t ldo, float *scratch)
 {
-    size_t padded = round_up16(len);
-    float *kt = scratch;
-    float *values = kt + head_dim * padded;
-    float *scores = values + head_dim * padded;
-    an__attention_transpose_keys(len, padded, head_dim, k, ld, kt);
-    an__attention_pack_values(len, head_dim, v, ld, values);
-
-    for (size_t i = 0; i < len; i += WIDE_QUERY_BLOCK) {
-        int rows = len - i < WIDE_QUERY_BLOCK ? (int)(len - i) : WIDE_QUERY_BLOCK;
-        score_block(rows, head_dim, scale, q + i * ld, ld, kt, padded, scores);
-        for (int r = 0; r < rows; r++)
-            softmax_row(scores + (size_t)r * padded, len);
-        for (size_t c = 0; c < head_dim; c += 32) {
-            int vecs = head_dim - c >= 32 ? 2 : 1;
-            value_block(rows, vecs, len, scores, padded, values + c, head_dim,
-                        out + i * ldo + c, ldo);
-        }
-    }
+    an__attention_fused(&avx512_kernels, len, head_dim, scale, q, k, v, ld, out, ldo, scratch);
 }
 
 #else
