@@ -640,6 +640,13 @@ static int open_tokenizer(const char *dir, bert_backend_t *b, char *err, size_t 
                  b->config.vocab_size);
         return AN_EINVAL;
     }
+    if (vocab < b->config.vocab_size) {
+        /* Legitimate where vocab_size was rounded up, but a cut vocab.txt looks the same. */
+        char counts[64];
+        snprintf(counts, sizeof(counts), "%zu of %u", vocab, b->config.vocab_size);
+        an_log(AN_LOG_INFO, "the tokenizer has fewer tokens than config.json's vocab_size; "
+               "words outside it embed as [UNK]", "dir", dir, "tokens", counts, NULL);
+    }
     b->cls_id = an__tokenizer_cls_id(b->tokenizer);
     b->sep_id = an__tokenizer_sep_id(b->tokenizer);
     if (b->cls_id < 0 || b->sep_id < 0) {

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -233,6 +233,20 @@ test('lines cut to max_seq_length are counted on stderr', () => {
   const fits = embed(['-m', BERT_DIR, '--device', 'cpu'], 'short\nlines only\n');
   assert.equal(fits.status, 0, fits.stderr);
   assert.doesNotMatch(fits.stderr, /max_seq_length/);
+});
+
+test('a vocabulary shorter than vocab_size is logged, and still embeds', () => {
+  const dir = path.join(makeTempDir(), 'model');
+  cpSync(BERT_DIR, dir, { recursive: true });
+  const vocab = readFileSync(path.join(dir, 'vocab.txt'), 'utf8').split('\n');
+  writeFileSync(path.join(dir, 'vocab.txt'), vocab.slice(0, 60).join('\n') + '\n');
+  const result = embed(['-m', dir, '--device', 'cpu'], 'text\n');
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(parseJsonl(result.stdout).length, 1);
+  assert.match(result.stderr, /fewer tokens than config\.json's vocab_size; words outside it embed as \[UNK\].*tokens="?60 of 120/);
+
+  const full = embed(['-m', BERT_DIR, '--device', 'cpu'], 'text\n');
+  assert.doesNotMatch(full.stderr, /vocab_size/);
 });
 
 test('unloadable command module exits 2 with the fix', () => {
