@@ -282,9 +282,14 @@ static void report_truncated(const truncation_t *cut, unsigned max_seq_length)
 {
     if (cut->count == 0)
         return;
-    fprintf(stderr, "agentnet embed: %zu line%s longer than the model's max_seq_length (%u "
-            "tokens, [CLS] and [SEP] included) and cut to it; the first is line %zu\n",
-            cut->count, cut->count == 1 ? " was" : "s were", max_seq_length, cut->first_line);
+    if (cut->count == 1)
+        fprintf(stderr, "agentnet embed: line %zu was longer than the model's max_seq_length "
+                "(%u tokens, [CLS] and [SEP] included) and was cut to it\n", cut->first_line,
+                max_seq_length);
+    else
+        fprintf(stderr, "agentnet embed: %zu lines were longer than the model's max_seq_length "
+                "(%u tokens, [CLS] and [SEP] included) and were cut to it; the first is line "
+                "%zu\n", cut->count, max_seq_length, cut->first_line);
 }
 
 
@@ -308,8 +313,8 @@ static int embed_and_write(an_embed_model_t *model, const embed_input_t *input,
     if (npy && embed_write_npy_header(out, input->count, dims) != 0)
         goto write_failed;
 
-    /* Vectors printed on the terminal would land on the bar's line, and show progress anyway. */
-    int to_terminal = isatty(STDERR_FILENO) && !(out == stdout && isatty(STDOUT_FILENO));
+    /* Vectors printed on a terminal would land on the bar's line, and show progress anyway. */
+    int to_terminal = isatty(STDERR_FILENO) && !isatty(fileno(out));
     embed_progress_t progress;
     embed_progress_start(&progress, to_terminal, input->count);
     for (size_t first = 0; first < input->count; first += s->batch_size) {
@@ -416,6 +421,14 @@ int cli_embed(int argc, char **argv)
     char out_name[512] = "standard output";
     if (!to_stdout)
         snprintf(out_name, sizeof(out_name), "\"%s\"", s.output);
+    if (!to_stdout && strcmp(s.format, "npy") == 0 && isatty(fileno(out))) {
+        fprintf(stderr, "agentnet embed: npy output is binary and %s is a terminal; pass -o "
+                "FILE.npy\n", out_name);
+        fclose(out);
+        an_embed_close(model);
+        free_input(&input);
+        return EXIT_USAGE;
+    }
     rc = embed_and_write(model, &input, &s, out, out_name);
     if (fflush(out) != 0 && rc == 0) {
         fprintf(stderr, "agentnet embed: writing %s failed: %s\n", out_name, strerror(errno));

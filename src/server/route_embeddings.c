@@ -448,9 +448,9 @@ static int check_local_request(an_req_t *req, items_t *it, enum MHD_Result *resu
     if (dimensions && json_integer_value(dimensions) != (json_int_t)dims) {
         *result = an_respond_json_error(
             req, 400, "invalid_request_error", "dimensions", "invalid_value",
-            "model \"%s\" gives %zu dimensions and cannot shorten them; leave out "
-            "\"dimensions\" or set it to %zu",
-            an_local_embedder_name(local), dims, dims);
+            "model \"%s\" gives %zu dimensions, not %lld; leave out \"dimensions\" or set it "
+            "to %zu",
+            an_local_embedder_name(local), dims, (long long)json_integer_value(dimensions), dims);
         return -1;
     }
     return 0;

@@ -228,7 +228,11 @@ test('lines cut to max_seq_length are counted on stderr', () => {
   assert.equal(result.status, 0, result.stderr);
   assert.equal(parseJsonl(result.stdout).length, 4);
   assert.match(result.stderr,
-    /2 lines were longer than the model's max_seq_length \(\d+ tokens, \[CLS\] and \[SEP\] included\) and cut to it; the first is line 2\n/);
+    /2 lines were longer than the model's max_seq_length \(\d+ tokens, \[CLS\] and \[SEP\] included\) and were cut to it; the first is line 2\n/);
+
+  const one = embed(['-m', BERT_DIR, '--device', 'cpu'], `short\nshort\n${long}\n`);
+  assert.equal(one.status, 0, one.stderr);
+  assert.match(one.stderr, /line 3 was longer than the model's max_seq_length \(\d+ tokens/);
 
   const fits = embed(['-m', BERT_DIR, '--device', 'cpu'], 'short\nlines only\n');
   assert.equal(fits.status, 0, fits.stderr);
@@ -331,4 +335,22 @@ test('no progress bar when the vectors go to the same terminal', () => {
   assert.equal(result.status, 0, `script exited ${result.status}`);
   assert.doesNotMatch(result.stdout, /texts\/s/);
   assert.equal(result.stdout.trim().split(/\r?\n/).length, 300000);
+
+  // The same when -o names the terminal, and npy is refused there as on stdout.
+  const toTty = spawnSync('script', ['-qec', `${command} -o /dev/tty`, '/dev/null'], {
+    env: scrubbedEnv(),
+    encoding: 'utf8',
+    timeout: 60000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  assert.equal(toTty.status, 0, `script exited ${toTty.status}`);
+  assert.doesNotMatch(toTty.stdout, /texts\/s/);
+  assert.equal(toTty.stdout.trim().split(/\r?\n/).length, 300000);
+  const npy = spawnSync('script', ['-qec', `${command} --format npy -o /dev/tty`, '/dev/null'], {
+    env: scrubbedEnv(),
+    encoding: 'utf8',
+    timeout: 60000,
+  });
+  assert.equal(npy.status, 2);
+  assert.match(npy.stdout, /npy output is binary and "\/dev\/tty" is a terminal; pass -o FILE\.npy/);
 });

@@ -96,7 +96,12 @@ test('one megabyte text is embedded', async (t) => {
 });
 
 const BAD_REQUESTS = [
-  { name: 'dimensions the model cannot give', body: { model: MODEL, input: 'x', dimensions: 32 }, param: 'dimensions' },
+  {
+    name: 'dimensions the model cannot give',
+    body: { model: MODEL, input: 'x', dimensions: 32 },
+    param: 'dimensions',
+    message: /gives \d+ dimensions, not 32; leave out "dimensions" or set it to \d+/,
+  },
   { name: 'unknown encoding format', body: { model: MODEL, input: 'x', encoding_format: 'int8' }, param: 'encoding_format' },
   { name: 'ten thousand inputs', body: { model: MODEL, input: Array.from({ length: 10000 }, (_, i) => `t${i}`) }, param: 'input', message: /2048/ },
   { name: 'empty input array', body: { model: MODEL, input: [] }, param: 'input' },
