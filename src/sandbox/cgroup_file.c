@@ -31,22 +31,39 @@ static int join(char *out, size_t out_len, const char *dir, const char *file)
 }
 
 
-int an__sbx_cgroup_read(const char *dir, const char *file, char *buf, size_t buf_len)
+/* Opens dir/file with flags (O_CLOEXEC added) into *fd; returns 0 or an errno value. */
+static int open_control(const char *dir, const char *file, int flags, int *fd)
 {
     char path[AN__CGROUP_PATH_MAX];
     int rc = join(path, sizeof(path), dir, file);
     if (rc != 0)
         return rc;
+    *fd = open(path, flags | O_CLOEXEC);
+    return *fd < 0 ? errno : 0;
+}
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
+
+/* Reads up to len bytes, retrying after a signal; returns what read() returns. */
+static ssize_t read_retry(int fd, char *buf, size_t len)
+{
+    ssize_t n;
+    do {
+        n = read(fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+
+int an__sbx_cgroup_read(const char *dir, const char *file, char *buf, size_t buf_len)
+{
+    int fd;
+    int rc = open_control(dir, file, O_RDONLY, &fd);
+    if (rc != 0)
+        return rc;
 
     size_t len = 0;
     while (len + 1 < buf_len) {
-        ssize_t n = read(fd, buf + len, buf_len - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = read_retry(fd, buf + len, buf_len - 1 - len);
         if (n < 0) {
             rc = errno;
             close(fd);
@@ -64,16 +81,12 @@ int an__sbx_cgroup_read(const char *dir, const char *file, char *buf, size_t buf
 
 int an__sbx_cgroup_write(const char *dir, const char *file, const char *text)
 {
-    char path[AN__CGROUP_PATH_MAX];
-    int rc = join(path, sizeof(path), dir, file);
+    int fd;
+    int rc = open_control(dir, file, O_WRONLY, &fd);
     if (rc != 0)
         return rc;
 
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-
-    /* cgroup files take a setting in one write(); a short write is an error. */
+    /* cgroup files take a setting in one write(), so a short write is an error. */
     size_t len = strlen(text);
     ssize_t n;
     do {
@@ -87,14 +100,10 @@ int an__sbx_cgroup_write(const char *dir, const char *file, const char *text)
 
 int an__sbx_cgroup_read_all(const char *dir, const char *file, an_buf_t *buf)
 {
-    char path[AN__CGROUP_PATH_MAX];
-    int rc = join(path, sizeof(path), dir, file);
+    int fd;
+    int rc = open_control(dir, file, O_RDONLY, &fd);
     if (rc != 0)
         return rc;
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
 
     for (;;) {
         if (an_buf_reserve(buf, 4096) != 0) {
@@ -102,9 +111,7 @@ int an__sbx_cgroup_read_all(const char *dir, const char *file, an_buf_t *buf)
             return ENOMEM;
         }
         buf->data[buf->len] = '\0';
-        ssize_t n = read(fd, buf->data + buf->len, buf->cap - buf->len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = read_retry(fd, buf->data + buf->len, buf->cap - buf->len - 1);
         if (n < 0) {
             rc = errno;
             close(fd);
