@@ -80,10 +80,10 @@ static void *packed_slice(void *arg)
 
 
 /*
- * The same product on AgentNet's packed AVX-512 kernel (the encoder's on
- * this CPU), rows split evenly over threads. b is taken as the [n][k]
- * weight matrix; packing it is not timed, as the encoder packs at load.
- * Prints "gemm-packed GFLOPS", or "gemm-packed none" without AVX-512F.
+ * Times the same product on AgentNet's packed AVX-512 kernel, the encoder's
+ * kernel on such CPUs, with rows split evenly over threads. b serves as the
+ * [n][k] weight matrix. Packing is not timed, because the encoder packs at
+ * load. Prints "gemm-packed GFLOPS", or "gemm-packed none" without AVX-512F.
  */
 static int run_packed_gemm(int threads, const float *a, const float *b, float *c)
 {
@@ -92,40 +92,49 @@ static int run_packed_gemm(int threads, const float *a, const float *b, float *c
         printf("gemm-packed none\n");
         return 0;
     }
+    int rc = 1;
     float *packed = aligned_alloc(64, an__gemm_packed_floats(n, n) * sizeof(float));
     float *zero_bias = calloc(n, sizeof(float));
     packed_slice_t *slices = calloc((size_t)threads, sizeof(*slices));
     pthread_t *ids = calloc((size_t)threads, sizeof(*ids));
     if (!packed || !zero_bias || !slices || !ids) {
         fprintf(stderr, "bench_embed: out of memory for the packed %zux%zu matrix\n", n, n);
-        return 1;
+        goto out;
     }
     an__gemm_pack(b, n, n, packed);
+
     double best = 0;
     for (int r = 0; r < GEMM_REPEATS + 1; r++) {
         double start = now_seconds();
-        for (int t = 0; t < threads; t++) {
-            size_t first = n * (size_t)t / (size_t)threads;
-            slices[t] = (packed_slice_t){a, packed, c, first,
-                                         n * (size_t)(t + 1) / (size_t)threads - first,
-                                         {zero_bias, NULL, 0, false}};
-            if (pthread_create(&ids[t], NULL, packed_slice, &slices[t]) != 0) {
-                fprintf(stderr, "bench_embed: cannot start a thread\n");
-                return 1;
+        int started = 0;
+        for (; started < threads; started++) {
+            size_t first = n * (size_t)started / (size_t)threads;
+            size_t rows = n * (size_t)(started + 1) / (size_t)threads - first;
+            slices[started] = (packed_slice_t){a, packed, c, first, rows,
+                                               {zero_bias, NULL, 0, false}};
+            int err = pthread_create(&ids[started], NULL, packed_slice, &slices[started]);
+            if (err != 0) {
+                fprintf(stderr, "bench_embed: starting a thread failed: %s\n", strerror(err));
+                break;
             }
         }
-        for (int t = 0; t < threads; t++)
+        for (int t = 0; t < started; t++)
             pthread_join(ids[t], NULL);
+        if (started < threads)
+            goto out;
         double gflops = 2.0 * (double)n * n * n / (now_seconds() - start) * 1e-9;
         if (r > 0 && gflops > best) /* run 0 is the warm-up */
             best = gflops;
     }
     printf("gemm-packed %.1f\n", best);
+    rc = 0;
+
+out:
     free(packed);
     free(zero_bias);
     free(slices);
     free(ids);
-    return 0;
+    return rc;
 }
 
 

@@ -6,10 +6,10 @@
 # 1. scripts/embed/make_fixture.py --minilm writes the model (float32,
 #    hidden 384, 6 layers, 12 heads, intermediate 1536, vocabulary 30522)
 #    into a temporary directory.
-# 2. build/bench_embed gemm measures the float32 GEMM ceiling: the best
-#    GFLOP/s of a 2048^3 product with N threads, before and after the rows,
-#    on OpenBLAS's cblas_sgemm and on AgentNet's packed AVX-512 kernel; the
-#    faster one is the ceiling.
+# 2. build/bench_embed gemm measures the float32 GEMM ceiling, before and
+#    after the rows: the best GFLOP/s of a 2048^3 product with N threads on
+#    OpenBLAS's cblas_sgemm and on AgentNet's packed AVX-512 kernel. The
+#    faster of the two is the ceiling.
 # 3. build/bench_embed and bench/embed/torch_runner.py embed the same token
 #    ids for each row (both define them with the same formulas) and report
 #    their fastest repetition. PyTorch runs with N threads on the OpenMP

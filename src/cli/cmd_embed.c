@@ -258,10 +258,10 @@ static void report_batch_error(an_embed_model_t *model, const embed_input_t *inp
 }
 
 
-/* Lines longer than the model's max_seq_length, which the model cut. */
+/* Count and first line of the lines that the model cut to max_seq_length. */
 typedef struct {
     size_t count;
-    size_t first_line;          /* 1-based; 0 while count is 0 */
+    size_t first_line;          /* 1-based, and 0 while count is 0 */
 } truncation_t;
 
 
@@ -277,7 +277,7 @@ static void count_truncated(truncation_t *cut, const an_embed_info_t *info, size
 }
 
 
-/* One notice on stderr, as the gateway's usage.truncated_inputs reports it. */
+/* Prints one notice on stderr, as the gateway reports usage.truncated_inputs. */
 static void report_truncated(const truncation_t *cut, unsigned max_seq_length)
 {
     if (cut->count == 0)

@@ -27,13 +27,13 @@ void an__attention_head(size_t len, size_t head_dim, float scale, const float *q
                         float *scratch);
 
 /*
- * True when an__attention_head_avx512 runs its AVX-512 kernel for heads of
- * head_dim: a multiple of 16 up to 64, on a CPU with AVX-512F.
+ * Returns true when an__attention_head_avx512 runs its AVX-512 kernel for
+ * heads of head_dim: a multiple of 16 up to 64, on a CPU with AVX-512F.
  */
 bool an__attention_avx512_usable(size_t head_dim);
 
 /*
- * an__attention_head on AVX-512 (attention_avx512.c), with the same
+ * Computes an__attention_head on AVX-512 (attention_avx512.c), with the same
  * arguments and scratch. Call it only where an__attention_avx512_usable().
  */
 void an__attention_head_avx512(size_t len, size_t head_dim, float scale, const float *q,
@@ -47,7 +47,7 @@ void an__attention_head_avx512(size_t len, size_t head_dim, float scale, const f
  */
 typedef struct {
     int query_block;    /* query rows per block, at most 12 */
-    size_t columns;     /* value columns of two vectors */
+    size_t columns;     /* value columns that two vectors cover */
     void (*scores)(int rows, size_t head_dim, float scale, const float *q, size_t ld,
                    const float *kt, size_t padded, float *out);
     void (*softmax)(float *row, size_t len);
@@ -56,9 +56,9 @@ typedef struct {
 } an__attention_kernels_t;
 
 /*
- * an__attention_head's fused form on the given blocks: transposes the keys
- * and packs the values into scratch, then takes each block of query rows
- * through scores, softmax and values while its scores are in L1.
+ * Runs an__attention_head's fused form on the given blocks. It transposes
+ * the keys and packs the values into scratch, then takes each block of
+ * query rows through scores, softmax and values while its scores are in L1.
  */
 void an__attention_fused(const an__attention_kernels_t *kernels, size_t len, size_t head_dim,
                          float scale, const float *q, const float *k, const float *v, size_t ld,

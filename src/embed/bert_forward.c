@@ -317,7 +317,7 @@ int an__bert_forward(const an__bert_weights_t *weights, const int32_t *ids,
                                   scratch_floats, context, avx512_attention};
         an__thread_pool_run(ws->pool, count * cfg->num_attention_heads, attend_task, &attention);
         if (weights->packed) {
-            /* qkv is free once attention is done, and holds the mid-layer states. */
+            /* qkv is unused once attention is done, so it receives the mid-layer states. */
             an__bert_packed_after_attention(ws->pool, cfg, layer, hidden, context, tokens, qkv,
                                             intermediate, spare);
             swap = hidden, hidden = spare, spare = swap;

@@ -74,7 +74,10 @@ typedef struct {
     size_t used;
 } arena_cursor_t;
 
-/* Floats per 64-byte cache line: every range starts on a line, as the AVX-512 kernels prefer. */
+/*
+ * Floats per 64-byte cache line. Every range starts on a line, so that
+ * AVX-512 loads do not split lines.
+ */
 #define ARENA_ALIGN_FLOATS 16
 
 static float *arena_take(arena_cursor_t *cursor, size_t floats)
@@ -641,7 +644,7 @@ static int open_tokenizer(const char *dir, bert_backend_t *b, char *err, size_t 
         return AN_EINVAL;
     }
     if (vocab < b->config.vocab_size) {
-        /* Legitimate where vocab_size was rounded up, but a cut vocab.txt looks the same. */
+        /* Valid when vocab_size was rounded up, but a truncated vocab.txt looks the same. */
         char counts[64];
         snprintf(counts, sizeof(counts), "%zu of %u", vocab, b->config.vocab_size);
         an_log(AN_LOG_INFO, "the tokenizer has fewer tokens than config.json's vocab_size; "
@@ -659,22 +662,22 @@ static int open_tokenizer(const char *dir, bert_backend_t *b, char *err, size_t 
 
 
 /*
- * AGENTNET_EMBED_AVX512: unset, empty or 1 runs the encoder on the packed
- * AVX-512 kernels when the CPU has AVX-512F, 0 keeps OpenBLAS and the AVX2
- * kernels.
+ * Reads AGENTNET_EMBED_AVX512 into *use_packed. Unset, empty or 1 selects the
+ * packed AVX-512 kernels where the CPU has AVX-512F, and 0 selects OpenBLAS.
  */
-static int packed_kernels_wanted(bool *wanted, char *err, size_t err_len)
+static int choose_packed_kernels(bool *use_packed, char *err, size_t err_len)
 {
     const char *setting = getenv("AGENTNET_EMBED_AVX512");
     if (setting && !*setting)
         setting = NULL;
     if (setting && strcmp(setting, "0") != 0 && strcmp(setting, "1") != 0) {
-        snprintf(err, err_len, "embed: AGENTNET_EMBED_AVX512 is \"%s\"; set it to 1 (use the "
-                 "AVX-512 kernels where the CPU has them, the default) or 0 (use OpenBLAS)",
+        snprintf(err, err_len, "embed: AGENTNET_EMBED_AVX512 \"%s\" is invalid; set it to 1 "
+                 "(use the AVX-512 kernels where the CPU has them, the default) or 0 (use "
+                 "OpenBLAS)",
                  setting);
         return AN_EINVAL;
     }
-    *wanted = (!setting || strcmp(setting, "1") == 0) && an__gemm_packed_supported();
+    *use_packed = (!setting || strcmp(setting, "1") == 0) && an__gemm_packed_supported();
     return 0;
 }
 
@@ -684,7 +687,7 @@ static int pack_weights(bert_backend_t *b, char *err, size_t err_len)
 {
     float *scratch = malloc(an__bert_pack_scratch_floats(&b->config) * sizeof(float));
     if (!scratch) {
-        snprintf(err, err_len, "embed: cannot allocate memory to prepare the weights; free "
+        snprintf(err, err_len, "embed: allocating memory to pack the weights failed; free "
                  "memory or use a smaller model");
         return AN_ENOMEM;
     }
@@ -748,7 +751,7 @@ int an__embed_open_bert(const char *dir, an_embed_model_t *model, char *err, siz
                                     b->pipeline.normalize, &b->cuda, err, err_len)))
         goto fail;
     bool packed = false;
-    if (cuda_device < 0 && ((rc = packed_kernels_wanted(&packed, err, err_len)) ||
+    if (cuda_device < 0 && ((rc = choose_packed_kernels(&packed, err, err_len)) ||
                             (rc = packed ? pack_weights(b, err, err_len)
                                          : an__blas_load(err, err_len))))
         goto fail;

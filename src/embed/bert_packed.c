@@ -57,10 +57,9 @@ size_t an__bert_pack_scratch_floats(const an__bert_config_t *config)
 
 
 /*
- * Rows per task for a row split: about ROW_CHUNK, but with a task count
- * that is a multiple of the thread count, so that 128 rows on two threads
- * run as four tasks of 32, not as 48, 48 and 32 with one thread idle for a
- * third of the time.
+ * Returns the rows per task of a row split: about ROW_CHUNK, with a task
+ * count that is a multiple of the thread count. So 128 rows on two threads
+ * run as four tasks of 32, not as 48, 48 and 32 with one thread idle.
  */
 static size_t row_chunk(size_t rows, size_t threads)
 {

@@ -20,19 +20,19 @@
  */
 void an__bert_pack_weights(an__bert_weights_t *weights, float *scratch);
 
-/* Floats of scratch an__bert_pack_weights needs for this model. */
+/* Returns the floats of scratch that an__bert_pack_weights needs for this model. */
 size_t an__bert_pack_scratch_floats(const an__bert_config_t *config);
 
-/* qkv[tokens][3 hidden] = hidden x W_qkv^T + b_qkv, over the pool. */
+/* Computes qkv[tokens][3 hidden] = hidden x W_qkv^T + b_qkv over the pool. */
 void an__bert_packed_qkv(an__thread_pool_t *pool, const an__bert_config_t *config,
                          const an__bert_layer_t *layer, const float *hidden, size_t tokens,
                          float *qkv);
 
 /*
- * The rest of the layer after attention, over the pool:
+ * Runs the rest of the layer after attention over the pool:
  *   mid = LayerNorm(hidden + context W_o^T + b_o)
  *   out = LayerNorm(mid + GELU(mid W_i^T + b_i) W_out^T + b_out)
- * mid and intermediate ([tokens][intermediate_size]) are scratch; out may
+ * mid and intermediate ([tokens][intermediate_size]) are scratch. out must
  * not alias hidden, context or mid.
  */
 void an__bert_packed_after_attention(an__thread_pool_t *pool, const an__bert_config_t *config,

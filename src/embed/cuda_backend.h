@@ -36,9 +36,10 @@ int an__cuda_device_count(char *why, size_t why_len);
  * True when this machine shows a way to reach an NVIDIA driver: one of
  * /dev/nvidiactl, /proc/driver/nvidia/version or WSL 2's /dev/dxg. Unlike
  * an__cuda_device_count it loads nothing, so "auto" on a machine without a
- * GPU never maps the CUDA libraries. Otherwise why gets the reason.
+ * GPU never maps the CUDA libraries. When it returns false, reason (when not
+ * NULL) receives why.
  */
-bool an__cuda_driver_present(char *why, size_t why_len);
+bool an__cuda_driver_present(char *reason, size_t reason_len);
 
 /*
  * Copies every weight of w to device, and prepares the pooling that the
@@ -74,9 +75,9 @@ static inline int an__cuda_device_count(char *why, size_t why_len)
     return 0;
 }
 
-static inline bool an__cuda_driver_present(char *why, size_t why_len)
+static inline bool an__cuda_driver_present(char *reason, size_t reason_len)
 {
-    return an__cuda_device_count(why, why_len) > 0;
+    return an__cuda_device_count(reason, reason_len) > 0;
 }
 
 static inline int an__cuda_model_upload(const an__bert_weights_t *w, int device,

@@ -73,15 +73,15 @@ static bool module_loaded(void)
 }
 
 
-bool an__cuda_driver_present(char *why, size_t why_len)
+bool an__cuda_driver_present(char *reason, size_t reason_len)
 {
     static const char *const paths[] = {"/dev/nvidiactl", "/proc/driver/nvidia/version",
                                         "/dev/dxg"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
         if (access(paths[i], F_OK) == 0)
             return true;
-    if (why)
-        snprintf(why, why_len, "no NVIDIA driver: none of /dev/nvidiactl, "
+    if (reason)
+        snprintf(reason, reason_len, "no NVIDIA driver: none of /dev/nvidiactl, "
                  "/proc/driver/nvidia/version and /dev/dxg exists");
     return false;
 }

@@ -1,13 +1,14 @@
 /*
  * The packed-weight product. A block of up to twelve rows of x by one panel
  * of 32 output features keeps 24 accumulators in zmm registers. Each step
- * of k loads the panel's 32 weights, two vectors that the packing made
- * contiguous, and broadcasts one value of each row of x. Rows are taken in
+ * of k loads the panel's 32 contiguous weights as two vectors. It then
+ * broadcasts one value of each row of x. Rows are taken in
  * blocks small enough for their share of x to stay in L2 while every panel
  * passes over them.
  */
 #include "embed/gemm_packed.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -219,8 +220,10 @@ void an__gemm_packed(size_t m, size_t n, size_t k, const float *x, size_t ldx,
                      const float *packed, size_t first_panel, size_t panels,
                      const an__gemm_epilogue_t *epilogue, float *y, size_t ldy)
 {
+    /* Unreachable: the loader packs weights only where an__gemm_packed_supported(). */
     (void)m, (void)n, (void)k, (void)x, (void)ldx, (void)packed, (void)first_panel;
     (void)panels, (void)epilogue, (void)y, (void)ldy;
+    abort();
 }
 
 #endif

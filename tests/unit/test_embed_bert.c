@@ -512,16 +512,16 @@ static void avx512_vectors_do_not_depend_on_batching(void **state)
     an_embed_options_t opts = an_embed_options_default();
     opts.batch_size = 1;
     opts.threads = 1;
-    an_embed_model_t *one = open_model(FIXTURE_DIR "/f32", &opts);
+    an_embed_model_t *single = open_model(FIXTURE_DIR "/f32", &opts);
     opts.batch_size = 32;
     opts.threads = 2;
-    an_embed_model_t *many = open_model(FIXTURE_DIR "/f32", &opts);
+    an_embed_model_t *batched = open_model(FIXTURE_DIR "/f32", &opts);
     float a[MAX_INPUTS * HIDDEN], b[MAX_INPUTS * HIDDEN];
-    embed_all_ids(one, a, NULL);
-    embed_all_ids(many, b, NULL);
+    embed_all_ids(single, a, NULL);
+    embed_all_ids(batched, b, NULL);
     assert_memory_equal(a, b, fx.count * HIDDEN * sizeof(float));
-    an_embed_close(one);
-    an_embed_close(many);
+    an_embed_close(single);
+    an_embed_close(batched);
 }
 
 
@@ -536,7 +536,7 @@ static void avx512_setting_is_checked(void **state)
     unsetenv("AGENTNET_EMBED_AVX512");
     assert_int_equal(rc, AN_EINVAL);
     assert_null(model);
-    assert_non_null(strstr(err, "AGENTNET_EMBED_AVX512 is \"yes\""));
+    assert_non_null(strstr(err, "AGENTNET_EMBED_AVX512 \"yes\" is invalid"));
     assert_non_null(strstr(err, "set it to 1"));
 
     /* Empty counts as unset. */

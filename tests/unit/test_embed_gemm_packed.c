@@ -62,11 +62,11 @@ typedef struct {
 
 
 /*
- * Runs one case and returns the largest difference from the reference,
- * relative to the rounding bound of a float sum of k + 2 terms,
- * (k + 2) * FLT_EPSILON * (sum of the terms' magnitudes), plus room for
- * the GELU approximation. Any order of summation stays below 1. Columns
- * outside the chosen panels must keep their sentinel value.
+ * Runs one case and returns its largest difference from the reference,
+ * relative to the rounding bound of a float sum of k + 2 terms. That bound
+ * is (k + 2) * FLT_EPSILON * (sum of the terms' magnitudes), plus room for
+ * the GELU approximation, and any order of summation stays below it.
+ * Columns outside the chosen panels must keep their sentinel value.
  */
 static double product_error(const product_case_t *pc)
 {
@@ -115,7 +115,7 @@ static double product_error(const product_case_t *pc)
             }
             double bound = (double)(k + 2) * FLT_EPSILON * magnitude;
             if (pc->gelu) {
-                /* GELU's slope is at most 1.13; its erf approximation adds 1.5e-7 |x| / 2. */
+                /* GELU's slope is at most 1.13, and its erf approximation adds 1.5e-7 |x| / 2. */
                 double sum = expected;
                 expected = gelu_exact(sum);
                 bound = bound * 1.13 + 1e-6 * (1.0 + fabs(sum));
